@@ -1,0 +1,65 @@
+"""kmcodec: the .kmq palette image codec.
+
+A k-means palette of K colours plus each pixel's palette index bit-packed at
+ceil(log2 K) bits, in a container whose size is known exactly in advance
+(spec/kmq.md). Importing the package registers the format with Pillow.
+"""
+
+from __future__ import annotations
+
+from .codec import Encoded, KmqImage, decode, encode, encode_detailed, pack, psnr
+from .errors import (
+    BadMagicError,
+    ChecksumError,
+    EncodeError,
+    FormatError,
+    HeaderFieldError,
+    ImageInputError,
+    KmqError,
+    LabelRangeError,
+    OutputError,
+    PaddingError,
+    ParameterError,
+    PixelLimitError,
+    TrailingDataError,
+    TruncatedError,
+    UnsupportedCodingError,
+    UnsupportedVersionError,
+)
+from .files import read, write
+from .layout import MAX_K, OVERHEAD, SizeFormula, bits_for_k, size_formula
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BadMagicError",
+    "ChecksumError",
+    "EncodeError",
+    "Encoded",
+    "FormatError",
+    "HeaderFieldError",
+    "ImageInputError",
+    "KmqError",
+    "KmqImage",
+    "LabelRangeError",
+    "MAX_K",
+    "OVERHEAD",
+    "OutputError",
+    "PaddingError",
+    "ParameterError",
+    "PixelLimitError",
+    "SizeFormula",
+    "TrailingDataError",
+    "TruncatedError",
+    "UnsupportedCodingError",
+    "UnsupportedVersionError",
+    "bits_for_k",
+    "decode",
+    "encode",
+    "encode_detailed",
+    "pack",
+    "psnr",
+    "read",
+    "size_formula",
+    "write",
+]

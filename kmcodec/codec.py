@@ -1,0 +1,216 @@
+"""The codec: image -> palette -> labels -> bits -> container, and back.
+
+Pure functions on arrays and bytes; files, Pillow plugins and the terminal live
+in other modules.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+from PIL import Image
+
+from . import bitpack, container, layout
+from .errors import ImageInputError, ParameterError
+from .palette import PaletteFit, fit_palette
+from .pixels import Pixels, to_pixels
+
+# Sentinel: "use Pillow's Image.MAX_IMAGE_PIXELS as it is when decode is called".
+PILLOW_LIMIT = object()
+
+PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A finished encode: the file's bytes plus what the tools report about it."""
+
+    data: bytes
+    fit: PaletteFit
+    pixels: Pixels = field(repr=False)
+    requested_k: int
+
+    @property
+    def header(self) -> container.Header:
+        return container.parse_header(self.data)
+
+    @property
+    def size(self) -> layout.SizeFormula:
+        return self.header.size
+
+    @property
+    def mse(self) -> float:
+        return self.fit.mse
+
+    @property
+    def psnr(self) -> float:
+        return psnr(self.fit.mse)
+
+
+def psnr(mse: float) -> float:
+    """Peak signal-to-noise ratio in dB for 8-bit data; inf for an exact image."""
+    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def check_k(k: object) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise ParameterError(f"k must be an integer, got {k!r}")
+    if not layout.MIN_K <= int(k) <= layout.MAX_K:
+        raise ParameterError(f"k must be in {layout.MIN_K}..{layout.MAX_K}, got {k}")
+    return int(k)
+
+
+def encode_detailed(
+    image: "np.ndarray | Image.Image",
+    k: int,
+    *,
+    seed: int = 0,
+    n_init: int = 4,
+    max_iter: int = 100,
+    tol: float = 1e-4,
+) -> Encoded:
+    """Encode and keep the palette fit, so callers can report cost, MSE and PSNR."""
+    k = check_k(k)
+    pixels = to_pixels(image)
+    fit = fit_palette(pixels.array, k, seed=seed, n_init=n_init, max_iter=max_iter, tol=tol)
+    return Encoded(data=pack(fit.palette, fit.labels), fit=fit, pixels=pixels, requested_k=k)
+
+
+def encode(
+    image: "np.ndarray | Image.Image",
+    k: int,
+    *,
+    seed: int = 0,
+    n_init: int = 4,
+    max_iter: int = 100,
+    tol: float = 1e-4,
+) -> bytes:
+    """Encode an image (Pillow image or H x W [x C] uint8 array) as .kmq bytes.
+
+    The palette has at most `k` colours (exactly the image's colours when it has
+    no more than `k`); the same `seed` gives byte-identical output.
+    """
+    return encode_detailed(image, k, seed=seed, n_init=n_init, max_iter=max_iter, tol=tol).data
+
+
+def pack(palette: np.ndarray, labels: np.ndarray) -> bytes:
+    """Write a palette (K x C uint8) and a label map (H x W, every label < K) as .kmq bytes."""
+    palette = np.asarray(palette)
+    labels = np.asarray(labels)
+    if palette.dtype != np.uint8 or palette.ndim != 2 or palette.shape[1] not in layout.CHANNELS:
+        raise ImageInputError(f"palette must be K x C uint8 with C in {layout.CHANNELS}, got {palette.shape} {palette.dtype}")
+    if labels.ndim != 2 or labels.size == 0:
+        raise ImageInputError(f"labels must be a non-empty height x width array, got shape {labels.shape}")
+    k = check_k(palette.shape[0])
+    if labels.max() >= k or labels.min() < 0:
+        raise ImageInputError(f"labels must lie in 0..{k - 1}, found {labels.min()}..{labels.max()}")
+    header = container.Header(width=labels.shape[1], height=labels.shape[0], k=k, channels=palette.shape[1])
+    payload = bitpack.pack_labels(labels, header.bits_per_pixel)
+    return container.join(header, palette.tobytes(), payload)
+
+
+def decode(data: bytes | bytearray | memoryview, *, max_pixels: "int | None | object" = PILLOW_LIMIT) -> "KmqImage":
+    """Validate every rule of the spec and return the image; raises a `KmqError` subclass.
+
+    `max_pixels` caps width x height before anything is allocated; the default
+    follows Pillow's `Image.MAX_IMAGE_PIXELS`, and None removes the cap.
+    """
+    limit = container.default_max_pixels() if max_pixels is PILLOW_LIMIT else max_pixels
+    parts = container.split(data, max_pixels=limit)  # type: ignore[arg-type]
+    header = parts.header
+    palette = np.frombuffer(parts.palette, np.uint8).reshape(header.k, header.channels).copy()
+    payload = np.frombuffer(bytes(parts.labels), np.uint8)
+    image = KmqImage(header, palette, payload)
+    image.validate_labels()
+    return image
+
+
+class KmqImage:
+    """A decoded .kmq image: header fields, palette, label map (the segmentation) and pixels."""
+
+    def __init__(self, header: container.Header, palette: np.ndarray, payload: np.ndarray) -> None:
+        self.header = header
+        self.palette = palette  # (k, channels) uint8
+        self._payload = payload
+        self._labels: np.ndarray | None = None
+
+    width = property(lambda self: self.header.width)
+    height = property(lambda self: self.header.height)
+    k = property(lambda self: self.header.k)
+    channels = property(lambda self: self.header.channels)
+    bits_per_pixel = property(lambda self: self.header.bits_per_pixel)
+
+    @property
+    def mode(self) -> str:
+        """The Pillow mode of `to_pil()`: L, RGB or RGBA."""
+        return PIL_MODES[self.channels]
+
+    @property
+    def size(self) -> layout.SizeFormula:
+        return self.header.size
+
+    def __repr__(self) -> str:
+        return f"<KmqImage {self.width}x{self.height} {self.mode} k={self.k} bits_per_pixel={self.bits_per_pixel}>"
+
+    def _byte_path(self) -> bool:
+        """Whether labels sit whole in bytes (b in 1, 2, 4, 8), so one table lookup per byte decodes them."""
+        return self.bits_per_pixel in (1, 2, 4, 8)
+
+    def validate_labels(self) -> None:
+        """Enforce padding and label < k; cheap per byte when b divides 8."""
+        count, bits, k = self.width * self.height, self.bits_per_pixel, self.k
+        if not self._byte_path():
+            self._labels = bitpack.unpack_labels(self._payload, count, bits, k, self.width)
+            return
+        bitpack.check_padding(self._payload, count, bits)
+        table = bitpack.byte_table(bits)
+        bad_byte = (table >= k).any(axis=1)
+        if bad_byte[self._payload].any():
+            self._labels = bitpack.unpack_labels(self._payload, count, bits, k, self.width)  # raises, with position
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The label map, height x width: each pixel's palette index (uint8, or uint16 when k > 256)."""
+        if self._labels is None:
+            count = self.width * self.height
+            self._labels = bitpack.unpack_labels(self._payload, count, self.bits_per_pixel, self.k, self.width)
+        return self._labels.reshape(self.height, self.width)
+
+    def to_array(self) -> np.ndarray:
+        """The decoded pixels, height x width x channels uint8."""
+        count, channels = self.width * self.height, self.channels
+        if self._byte_path() and self._labels is None:
+            # One gather per packed byte: table[byte] holds the colours of all its pixels.
+            per_byte = 8 // self.bits_per_pixel
+            table = self.palette[np.minimum(bitpack.byte_table(self.bits_per_pixel), self.k - 1)]
+            flat = np.take(table.reshape(256, per_byte * channels), self._payload, axis=0).reshape(-1)
+            return flat[: count * channels].reshape(self.height, self.width, channels)
+        return self.palette[self.labels]
+
+    def iter_rows(self, rows: int = 256) -> Iterator[np.ndarray]:
+        """Yield the image in bands of `rows` rows (the last may be shorter), reading only their bits.
+
+        Memory is bounded by the band, so a caller can stream an image too large to hold.
+        """
+        if rows < 1:
+            raise ParameterError(f"rows must be at least 1, got {rows}")
+        for top in range(0, self.height, rows):
+            n = min(rows, self.height - top)
+            band = bitpack.unpack_range(self._payload, top * self.width, n * self.width, self.bits_per_pixel)
+            yield self.palette[band].reshape(n, self.width, self.channels)
+
+    def mask(self, index: int) -> np.ndarray:
+        """Boolean height x width mask of the pixels labelled `index` (one cluster of the segmentation)."""
+        if not 0 <= index < self.k:
+            raise ParameterError(f"mask index must be in 0..{self.k - 1}, got {index}")
+        return self.labels == index
+
+    def to_pil(self) -> Image.Image:
+        """The decoded image as a Pillow image in mode L, RGB or RGBA."""
+        array = self.to_array()
+        if self.channels == 1:
+            array = array[:, :, 0]
+        return Image.fromarray(array)  # shape picks L, RGB or RGBA

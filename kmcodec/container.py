@@ -1,0 +1,174 @@
+"""The .kmq container: header fields <-> bytes, the length rule and the CRC-32 check.
+
+Knows nothing about pixels: it splits a file into header, palette bytes and label
+bytes (and joins them back), enforcing every header rule of spec/kmq.md before
+anything proportional to the image is allocated.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+from . import layout
+from .errors import (
+    BadMagicError,
+    ChecksumError,
+    HeaderFieldError,
+    PixelLimitError,
+    TrailingDataError,
+    TruncatedError,
+    UnsupportedCodingError,
+    UnsupportedVersionError,
+)
+
+
+@dataclass(frozen=True)
+class Header:
+    """The fields of a .kmq header (spec §2), validated on construction by `check`."""
+
+    width: int
+    height: int
+    k: int
+    channels: int = 3
+    bits_per_pixel: int | None = None  # derived from k when omitted
+    coding: int = layout.CODING_RAW
+    version: int = layout.VERSION
+    reserved: int = 0
+
+    def __post_init__(self) -> None:
+        if self.bits_per_pixel is None and layout.MIN_K <= self.k <= layout.MAX_K:
+            object.__setattr__(self, "bits_per_pixel", layout.bits_for_k(self.k))
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+    @property
+    def size(self) -> layout.SizeFormula:
+        return layout.size_formula(self.width, self.height, self.k, self.channels)
+
+    def check(self) -> None:
+        """Raise the specific `FormatError` for the first field out of range (spec §2 order)."""
+        if self.version != layout.VERSION:
+            raise UnsupportedVersionError(
+                f"unsupported version: header says {self.version}, this decoder reads {layout.VERSION}"
+            )
+        if self.channels not in layout.CHANNELS:
+            raise HeaderFieldError(
+                f"bad channels at byte 5: {self.channels}, allowed {', '.join(map(str, layout.CHANNELS))}"
+            )
+        if self.coding != layout.CODING_RAW:
+            raise UnsupportedCodingError(
+                f"unsupported coding at byte 6: {self.coding}, version 1 allows only {layout.CODING_RAW} (raw bit-packed)"
+            )
+        if not 1 <= self.width <= layout.MAX_DIMENSION:
+            raise HeaderFieldError(f"bad width at byte 8: {self.width}, allowed 1..{layout.MAX_DIMENSION}")
+        if not 1 <= self.height <= layout.MAX_DIMENSION:
+            raise HeaderFieldError(f"bad height at byte 12: {self.height}, allowed 1..{layout.MAX_DIMENSION}")
+        if not layout.MIN_K <= self.k <= layout.MAX_K:
+            raise HeaderFieldError(f"bad k at byte 16: {self.k}, allowed {layout.MIN_K}..{layout.MAX_K}")
+        expected_bits = layout.bits_for_k(self.k)
+        if self.bits_per_pixel != expected_bits:
+            raise HeaderFieldError(
+                f"bad bits_per_pixel at byte 7: {self.bits_per_pixel}, k={self.k} needs ceil(log2 k) = {expected_bits}"
+            )
+        if self.reserved != 0:
+            raise HeaderFieldError(f"bad reserved field at byte 20: {self.reserved:#x}, must be 0")
+
+    def pack(self) -> bytes:
+        self.check()
+        return layout.HEADER.pack(
+            layout.MAGIC,
+            self.version,
+            self.channels,
+            self.coding,
+            self.bits_per_pixel,
+            self.width,
+            self.height,
+            self.k,
+            self.reserved,
+        )
+
+
+def default_max_pixels() -> int | None:
+    """The decoder's pixel limit when the caller gives none: Pillow's, read at call time."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    return None if limit is None else int(limit)
+
+
+def parse_header(data: bytes | memoryview) -> Header:
+    """Read and validate the 24-byte header at the start of `data`."""
+    prefix = bytes(data[: len(layout.MAGIC)])
+    if prefix != layout.MAGIC[: len(prefix)] or not prefix:
+        raise BadMagicError(f"not a .kmq file: starts with {prefix.hex() or 'nothing'}, expected {layout.MAGIC.hex()}")
+    if len(data) < layout.HEADER_SIZE:
+        raise TruncatedError(f"truncated: file has {len(data)} bytes, the header alone is {layout.HEADER_SIZE}")
+    _, version, channels, coding, bits, width, height, k, reserved = layout.HEADER.unpack_from(data, 0)
+    header = Header(
+        width=width,
+        height=height,
+        k=k,
+        channels=channels,
+        bits_per_pixel=bits,
+        coding=coding,
+        version=version,
+        reserved=reserved,
+    )
+    header.check()
+    return header
+
+
+def check_pixel_limit(header: Header, max_pixels: int | None) -> None:
+    if max_pixels is not None and header.pixels > max_pixels:
+        raise PixelLimitError(
+            f"too many pixels: {header.width}x{header.height} = {header.pixels}, limit {max_pixels}"
+            " (raise it with max_pixels / --max-pixels)"
+        )
+
+
+@dataclass(frozen=True)
+class Parts:
+    """A validated file split into its sections (views into the caller's bytes, no copies)."""
+
+    header: Header
+    palette: memoryview
+    labels: memoryview
+
+
+def split(data: bytes | bytearray | memoryview, *, max_pixels: int | None) -> Parts:
+    """Validate header, pixel limit, exact length and CRC-32, then return the sections.
+
+    `max_pixels` None means no limit. Nothing proportional to width x height is
+    allocated before the length check.
+    """
+    view = memoryview(data).cast("B")
+    header = parse_header(view)
+    check_pixel_limit(header, max_pixels)
+    size = header.size
+    if len(view) < size.total_bytes:
+        raise TruncatedError(f"truncated: header says {size.total_bytes} bytes, file has {len(view)}")
+    if len(view) > size.total_bytes:
+        raise TrailingDataError(
+            f"trailing data: header says {size.total_bytes} bytes, file has {len(view)} ({len(view) - size.total_bytes} extra)"
+        )
+    body_end = size.total_bytes - layout.CHECK_SIZE
+    stored = int.from_bytes(view[body_end:], "little")
+    actual = zlib.crc32(view[:body_end])
+    if stored != actual:
+        raise ChecksumError(f"bad check at byte {body_end}: stored CRC-32 {stored:08x}, computed {actual:08x}")
+    palette_end = layout.HEADER_SIZE + size.palette_bytes
+    return Parts(header=header, palette=view[layout.HEADER_SIZE:palette_end], labels=view[palette_end:body_end])
+
+
+def join(header: Header, palette: bytes, labels: bytes) -> bytes:
+    """Assemble a file: header, palette, label bytes, then the CRC-32 of all of them."""
+    size = header.size
+    if len(palette) != size.palette_bytes or len(labels) != size.label_bytes:
+        raise ValueError(
+            f"section sizes {len(palette)}+{len(labels)} do not match the header's {size.palette_bytes}+{size.label_bytes}"
+        )
+    body = b"".join((header.pack(), palette, labels))
+    return body + zlib.crc32(body).to_bytes(layout.CHECK_SIZE, "little")

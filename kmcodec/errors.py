@@ -1,0 +1,71 @@
+"""One exception family, so callers can catch ``KmqError`` and know every failure.
+
+Each subclass names one rule; messages carry the field, the value found and the
+value allowed, on one line.
+"""
+
+from __future__ import annotations
+
+
+class KmqError(Exception):
+    """Base class for every error kmcodec raises on bad input or a failed write."""
+
+
+class FormatError(KmqError, ValueError):
+    """The bytes are not a valid .kmq file (base of all decoder rejections)."""
+
+
+class BadMagicError(FormatError):
+    """The file does not start with the .kmq magic bytes."""
+
+
+class UnsupportedVersionError(FormatError):
+    """The format version is one this decoder does not know."""
+
+
+class UnsupportedCodingError(FormatError):
+    """The payload coding field names a coding this decoder does not know."""
+
+
+class HeaderFieldError(FormatError):
+    """A header field is outside its valid range (spec section 'Header')."""
+
+
+class PixelLimitError(FormatError):
+    """width x height exceeds the caller's pixel limit (decompression-bomb guard)."""
+
+
+class TruncatedError(FormatError):
+    """The file is shorter than the size its header implies."""
+
+
+class TrailingDataError(FormatError):
+    """The file is longer than the size its header implies."""
+
+
+class ChecksumError(FormatError):
+    """The CRC-32 stored at the end does not match the bytes before it."""
+
+
+class LabelRangeError(FormatError):
+    """A packed label is not below K."""
+
+
+class PaddingError(FormatError):
+    """The zero padding bits after the last label are not all zero."""
+
+
+class EncodeError(KmqError, ValueError):
+    """The encoder cannot encode this input with these parameters."""
+
+
+class ParameterError(EncodeError):
+    """A parameter (k, n_init, seed, ...) is outside its valid range."""
+
+
+class ImageInputError(EncodeError):
+    """The input is not an image the encoder accepts (unreadable, wrong shape or dtype)."""
+
+
+class OutputError(KmqError, OSError):
+    """An output file cannot be written (exists without --force, unwritable directory)."""

@@ -1,0 +1,128 @@
+"""File I/O at the edge: reading images and .kmq files, and writing outputs atomically.
+
+Every output goes to a temporary file in the target's directory and is moved into
+place with `os.replace`, so a failed write never leaves a partial or clobbered file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .codec import PILLOW_LIMIT, KmqImage, decode, encode
+from .errors import ImageInputError, KmqError, OutputError
+from .pixels import Pixels, to_pixels
+
+
+
+def atomic_write(path: "str | os.PathLike[str]", write: Callable[[object], None], *, overwrite: bool = True) -> None:
+    """Call `write(file)` on a temporary file beside `path`, then move it into place.
+
+    With `overwrite=False` an existing `path` is an `OutputError`, checked again at
+    the final move (a hard link, which fails if the name was taken meanwhile).
+    """
+    path = Path(path)
+    if not overwrite and path.exists():
+        raise OutputError(f"output exists: {path} (use --force to overwrite)")
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise OutputError(f"cannot write {path}: directory {directory} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _move_no_clobber(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(exc, OSError) and not isinstance(exc, KmqError):
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise
+
+
+def _move_no_clobber(tmp: str, path: Path) -> None:
+    try:
+        os.link(tmp, path)  # atomic, and fails if `path` appeared meanwhile
+    except FileExistsError:
+        raise OutputError(f"output exists: {path} (use --force to overwrite)") from None
+    except OSError:  # no hard links on this file system
+        if path.exists():
+            raise OutputError(f"output exists: {path} (use --force to overwrite)") from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
+
+
+def write_bytes(path: "str | os.PathLike[str]", data: bytes, *, overwrite: bool = True) -> None:
+    atomic_write(path, lambda handle: handle.write(data), overwrite=overwrite)
+
+
+def load_image(path: "str | os.PathLike[str]") -> Pixels:
+    """Open any image Pillow reads (a .kmq too, once the plugin is registered) as encoder input."""
+    path = Path(path)
+    if path.is_dir():
+        raise ImageInputError(f"cannot read {path}: it is a directory")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return to_pixels(image)
+    except FileNotFoundError:
+        raise ImageInputError(f"cannot read {path}: no such file") from None
+    except PermissionError:
+        raise ImageInputError(f"cannot read {path}: permission denied") from None
+    except UnidentifiedImageError:
+        raise ImageInputError(f"cannot read {path}: not an image Pillow recognises") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageInputError(f"cannot read {path}: {exc}") from None
+    except KmqError:
+        raise
+    except (OSError, SyntaxError, ValueError) as exc:  # Pillow reports corrupt data with these
+        raise ImageInputError(f"cannot read {path}: corrupt image ({exc})") from None
+
+
+def read_bytes(path: "str | os.PathLike[str]") -> bytes:
+    path = Path(path)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ImageInputError(f"cannot read {path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageInputError(f"cannot read {path}: it is a directory") from None
+    except OSError as exc:
+        raise ImageInputError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def read(path: "str | os.PathLike[str]", *, max_pixels: "int | None | object" = PILLOW_LIMIT) -> KmqImage:
+    """Read and validate a .kmq file."""
+    return decode(read_bytes(path), max_pixels=max_pixels)
+
+
+def write(
+    path: "str | os.PathLike[str]",
+    image: "np.ndarray | Image.Image | str | os.PathLike[str]",
+    k: int,
+    *,
+    overwrite: bool = True,
+    **options: object,
+) -> bytes:
+    """Encode `image` (an array, a Pillow image, or the path of one) to a .kmq file; returns its bytes."""
+    if isinstance(image, (str, os.PathLike)):
+        image = load_image(image).array
+    data = encode(image, k, **options)  # type: ignore[arg-type]
+    write_bytes(path, data, overwrite=overwrite)
+    return data

@@ -1,0 +1,83 @@
+"""Constants of the .kmq format and its exact size formula (spec/kmq.md).
+
+Every number the spec defines is written once here; the container, the codec,
+the CLI and the tests import it from this module.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+# spec §2 "Header": magic, version, payload coding.
+MAGIC = b"\x89KMQ"
+VERSION = 1
+CODING_RAW = 0  # bit-packed labels, MSB first; the only coding of version 1
+
+# spec §2: little-endian, 24 bytes:
+# magic[4] version:u8 channels:u8 coding:u8 bits_per_pixel:u8
+# width:u32 height:u32 k:u32 reserved:u32
+HEADER = struct.Struct("<4sBBBBIIII")
+HEADER_SIZE = HEADER.size  # 24
+CHECK_SIZE = 4  # spec §5: CRC-32 trailer
+OVERHEAD = HEADER_SIZE + CHECK_SIZE  # 28 bytes, the same for every file
+
+# spec §2 "Valid ranges".
+CHANNELS = (1, 3, 4)  # grey, RGB, RGBA
+MIN_K = 1
+MAX_K = 65536
+MAX_DIMENSION = 2**32 - 1
+
+
+def bits_for_k(k: int) -> int:
+    """Bits per label, ceil(log2 k): 0 for k == 1, 16 for k == 65536."""
+    if not MIN_K <= k <= MAX_K:
+        raise ValueError(f"k must be in {MIN_K}..{MAX_K}, got {k}")
+    return (k - 1).bit_length()
+
+
+@dataclass(frozen=True)
+class SizeFormula:
+    """The theoretical size of a .kmq file: content bits plus constant overhead."""
+
+    width: int
+    height: int
+    k: int
+    channels: int
+    bits_per_pixel: int
+    palette_bits: int  # 8 * channels * k
+    label_bits: int  # width * height * bits_per_pixel
+    content_bits: int  # palette_bits + label_bits, the formula
+    overhead_bytes: int
+    palette_bytes: int
+    label_bytes: int  # ceil(label_bits / 8)
+    total_bytes: int  # exact file size
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def size_formula(width: int, height: int, k: int, channels: int = 3) -> SizeFormula:
+    """Exact size of a .kmq file with these fields (spec §6).
+
+    Content is ``8*channels*k + width*height*bits_per_pixel`` bits; the file is
+    ``OVERHEAD + channels*k + ceil(width*height*bits_per_pixel / 8)`` bytes.
+    """
+    b = bits_for_k(k)
+    palette_bits = 8 * channels * k
+    label_bits = width * height * b
+    label_bytes = (label_bits + 7) // 8
+    return SizeFormula(
+        width=width,
+        height=height,
+        k=k,
+        channels=channels,
+        bits_per_pixel=b,
+        palette_bits=palette_bits,
+        label_bits=label_bits,
+        content_bits=palette_bits + label_bits,
+        overhead_bytes=OVERHEAD,
+        palette_bytes=channels * k,
+        label_bytes=label_bytes,
+        total_bytes=OVERHEAD + channels * k + label_bytes,
+    )
