@@ -162,6 +162,8 @@ class KmqImage:
     def validate_labels(self) -> None:
         """Enforce padding and label < k; cheap per byte when b divides 8."""
         count, bits, k = self.width * self.height, self.bits_per_pixel, self.k
+        if bits == 0:  # k == 1: no label stream, every pixel is entry 0; allocate nothing for W x H
+            return
         if not self._byte_path():
             self._labels = bitpack.unpack_labels(self._payload, count, bits, k, self.width)
             return

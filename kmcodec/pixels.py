@@ -16,6 +16,7 @@ from .errors import ImageInputError
 # Pillow modes stored as grey, as RGB and as RGBA; anything else is converted to RGB.
 GREY_MODES = {"1", "L", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
+ORIENTATION = 0x0112  # the EXIF tag number
 
 
 @dataclass(frozen=True)
@@ -61,12 +62,12 @@ def from_pil(image: Image.Image) -> Pixels:
     """
     notes: list[str] = []
     try:
-        oriented = ImageOps.exif_transpose(image)
+        orientation = image.getexif().get(ORIENTATION, 1)
+        if orientation != 1:
+            image = ImageOps.exif_transpose(image)
+            notes.append(f"EXIF orientation {orientation} applied")
     except Exception:  # a broken EXIF block should not stop an encode
-        oriented = image
-    if oriented is not image:
-        notes.append("EXIF orientation applied")
-    image = oriented
+        pass
     mode = image.mode
     if mode == "P":
         has_alpha = "transparency" in image.info or image.palette is not None and image.palette.mode == "RGBA"

@@ -1,0 +1,547 @@
+"""The palette stage: fit K colours to an image by k-means, and label every pixel.
+
+Pure functions on arrays, no I/O. An image is an (H, W, C) uint8 array with C
+in {1, 3, 4}; all channels are treated alike as one point in C-dimensional
+colour space, and the objective is the total squared error (SSE) over all
+pixels and channels, in 0..255 units.
+
+How :func:`fit_palette` works
+-----------------------------
+1. Histogram (:func:`colour_histogram`): the U distinct colours and their
+   pixel counts, in O(N) vectorised passes. Above ``MAX_POINTS`` distinct
+   colours k-means runs on a colour-grid reduction (``kmcodec._histogram``).
+   Build it once and pass it instead of the pixels to fit many K cheaply.
+2. If U <= k the palette is exactly the U colours (lossless).
+3. Restarts: ``n_init`` candidates on a coarse grid of the histogram (at most
+   ``2**14`` weighted points): Wu's variance-cut quantiser for one, weighted
+   greedy k-means++ (:func:`kmeans_plusplus`) for the others, each followed by
+   Lloyd. The candidate with the lowest coarse SSE wins.
+4. Refinement: Lloyd on the full histogram from the winner's centres. Lloyd
+   uses float32 distances and Hamerly's bounds, so after the first iterations
+   only points near a Voronoi boundary are recomputed. Empty clusters are
+   re-seeded at the point contributing the most error. It stops at
+   ``max_iter``, when the centres move less than ``tol`` (relative to the data
+   variance, as in scikit-learn), or when the rounded palette stops changing.
+5. Palette = centres rounded and clipped to 0..255, duplicates merged, sorted
+   (:data:`PALETTE_ORDER`); every distinct colour gets its exact nearest
+   entry (ties to the lowest index); unused entries are dropped, so
+   k_out <= k. The cost is then summed exactly in integers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._histogram import (
+    ColourHistogram,
+    colour_histogram,
+    distinct_keys,
+    iter_pixel_chunks,
+    pack_keys,
+    unpack_keys,
+)
+from ._nearest import nearest_exact, two_nearest
+from .errors import ImageInputError, ParameterError
+from .layout import CHANNELS, MAX_K, MIN_K
+
+__all__ = [
+    "PALETTE_ORDER",
+    "ColourHistogram",
+    "PaletteFit",
+    "assign_labels",
+    "colour_histogram",
+    "fit_palette",
+    "kmeans_plusplus",
+    "sort_palette",
+]
+
+PALETTE_ORDER = (
+    "ascending integer luma 299*R + 587*G + 114*B (the value itself for grey), "
+    "then channel 0, 1, ... ascending"
+)
+# Hamerly's inter-centre bound needs a k x k distance matrix; above this k
+# only the second-nearest bound is used.
+MAX_K_PAIRWISE = 2048
+
+
+@dataclass(frozen=True)
+class PaletteFit:
+    """A fitted palette, the exact nearest-entry label of every pixel, and the SSE.
+
+    Attributes
+    ----------
+    palette : ndarray, (k_out, C) uint8
+        Distinct entries, each used by at least one pixel, in
+        :data:`PALETTE_ORDER`. ``k_out <= k``.
+    labels : ndarray, (H, W) uint8 if k_out <= 256 else uint16
+        Index of the nearest palette entry of each pixel (exact squared
+        Euclidean distance, ties to the lowest index).
+    cost : float
+        SSE over all pixels and channels, ``sum((pixel - palette[label])**2)``
+        in 0..255 units, summed exactly in integers.
+    """
+
+    palette: np.ndarray
+    labels: np.ndarray
+    cost: float
+
+    @property
+    def k(self) -> int:
+        """k_out, the number of palette entries."""
+        return self.palette.shape[0]
+
+    @property
+    def mse(self) -> float:
+        """Mean squared error per sample: cost / (H * W * C)."""
+        return self.cost / max(1, self.labels.size * self.palette.shape[1])
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_pixels(pixels) -> np.ndarray:
+    if not isinstance(pixels, np.ndarray):
+        raise ImageInputError(f"pixels: expected a numpy array, got {type(pixels).__name__}")
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    if pixels.ndim != 3 or pixels.shape[2] not in CHANNELS:
+        raise ImageInputError(f"pixels: shape {pixels.shape}, allowed (H, W, C) with C in {CHANNELS}")
+    if pixels.dtype != np.uint8:
+        raise ImageInputError(f"pixels: dtype {pixels.dtype}, allowed uint8")
+    if pixels.size == 0:
+        raise ImageInputError(f"pixels: shape {pixels.shape} has no pixels")
+    return pixels
+
+
+def _check_int(name: str, value, lo: int, hi: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ParameterError(f"{name}: expected an integer, got {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        allowed = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+        raise ParameterError(f"{name}: {value}, allowed {allowed}")
+    return int(value)
+
+
+# --------------------------------------------------------------------------- ordering
+
+
+def sort_palette(palette: np.ndarray) -> np.ndarray:
+    """Distinct rows of ``palette`` in :data:`PALETTE_ORDER`."""
+    keys = np.unique(pack_keys(palette))
+    pal = unpack_keys(keys, palette.shape[1])
+    if pal.shape[1] >= 3:
+        luma = pal[:, :3].astype(np.int64) @ np.array([299, 587, 114])
+    else:
+        luma = pal[:, 0].astype(np.int64)
+    order = np.lexsort([pal[:, i] for i in reversed(range(pal.shape[1]))] + [luma])
+    return pal[order]
+
+
+# --------------------------------------------------------------------------- seeding
+
+
+def kmeans_plusplus(
+    points: np.ndarray,
+    k: int,
+    *,
+    weights: np.ndarray | None = None,
+    seed: int | np.random.Generator = 0,
+    n_local_trials: int | None = None,
+) -> np.ndarray:
+    """Choose k initial centres among ``points`` by greedy weighted k-means++.
+
+    Like scikit-learn's ``kmeans_plusplus``: the first centre is drawn with
+    probability proportional to weight, each next one among
+    ``n_local_trials`` draws with probability proportional to weight times
+    squared distance to the nearest chosen centre, keeping the draw that
+    lowers the weighted SSE most.
+
+    Parameters
+    ----------
+    points : ndarray, (n, C)
+    k : int
+        Number of centres, 1 <= k <= number of distinct points with weight > 0.
+    weights : ndarray, (n,), optional
+        Non-negative point weights (pixel counts); default all 1.
+    seed : int or numpy.random.Generator, default 0
+    n_local_trials : int, optional
+        Draws per centre; default ``2 + int(log(k))``.
+
+    Returns
+    -------
+    centres : ndarray, (k, C)
+        k distinct rows of ``points``, same dtype.
+    """
+    points = np.asarray(points)
+    if points.ndim != 2 or points.shape[0] == 0:
+        raise ParameterError(f"points: shape {points.shape}, allowed (n, C) with n >= 1")
+    n = points.shape[0]
+    k = _check_int("k", k, 1, n)
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,) or not np.all(w >= 0) or not w.sum() > 0:
+        raise ParameterError(f"weights: shape {w.shape}, allowed ({n},) non-negative, not all 0")
+    rng = np.random.default_rng(seed)
+    trials = n_local_trials if n_local_trials is not None else 2 + int(math.log(k))
+    x = points.astype(np.float64)
+    chosen = np.empty(k, dtype=np.int64)
+    cum = np.cumsum(w)
+    chosen[0] = min(np.searchsorted(cum, rng.random() * cum[-1], side="right"), n - 1)
+    d2 = ((x - x[chosen[0]]) ** 2).sum(axis=1)
+    for i in range(1, k):
+        pot = w * d2
+        cum = np.cumsum(pot)
+        total = cum[-1]
+        if not total > 0:
+            raise ParameterError(f"k: {k}, allowed at most {i} (distinct points with weight > 0)")
+        cand = np.searchsorted(cum, rng.random(trials) * total, side="right")
+        cand = np.minimum(cand, n - 1)
+        # A draw can land on a zero-potential point only through rounding.
+        cand = cand[pot[cand] > 0] if np.any(pot[cand] > 0) else np.flatnonzero(pot)[:1]
+        dc = ((x[:, None, :] - x[cand][None, :, :]) ** 2).sum(axis=2)
+        np.minimum(dc, d2[:, None], out=dc)
+        best = int(np.argmin(w @ dc))
+        chosen[i] = cand[best]
+        d2 = dc[:, best]
+    return points[chosen].copy()
+
+
+def wu_centres(points: np.ndarray, weights: np.ndarray, k: int, *, bits: int = 5) -> np.ndarray:
+    """Wu's quantiser: split colour-grid boxes by variance, return box means.
+
+    Cumulative moments (weight, channel sums, sum of squares) on a
+    ``2**bits`` grid per channel make each box's statistics an O(2**C)
+    inclusion-exclusion; the box of largest SSE is cut where the two halves'
+    SSE is least, until k boxes or no box can be cut. May return fewer than
+    k centres.
+    """
+    c = points.shape[1]
+    side = 1 << bits
+    cells = np.clip(points, 0, 255).astype(np.int64) >> (8 - bits)
+    flat = np.ravel_multi_index(tuple(cells.T), (side,) * c)
+    shape = (side + 1,) * c
+    x = points.astype(np.float64)
+    mom = [np.bincount(flat, weights=weights, minlength=side**c)]
+    for i in range(c):
+        mom.append(np.bincount(flat, weights=weights * x[:, i], minlength=side**c))
+    mom.append(np.bincount(flat, weights=weights * np.einsum("ij,ij->i", x, x), minlength=side**c))
+    cum = np.zeros((len(mom),) + shape)
+    inner = (slice(None),) + (slice(1, None),) * c
+    cum[inner] = np.stack(mom).reshape((len(mom),) + (side,) * c)
+    for axis in range(1, c + 1):
+        np.cumsum(cum, axis=axis, out=cum)
+    corners = np.array(np.meshgrid(*([[0, 1]] * c), indexing="ij")).reshape(c, -1).T
+    signs = np.where((c - corners.sum(axis=1)) % 2 == 0, 1.0, -1.0)
+
+    def stats(lo, hi):
+        # lo, hi: (c,) or (n, c) exclusive-lo / inclusive-hi corner indices.
+        lo = np.atleast_2d(lo)
+        hi = np.atleast_2d(hi)
+        tot = 0.0
+        for corner, sign in zip(corners, signs):
+            idx = np.where(corner == 1, hi, lo)
+            tot = tot + sign * cum[(slice(None),) + tuple(idx.T)]
+        return tot  # (len(mom), n)
+
+    def sse(st):
+        w = st[0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s = st[-1] - (st[1:-1] ** 2).sum(axis=0) / w
+        return np.where(w > 0, s, 0.0)
+
+    boxes = [(np.zeros(c, np.int64), np.full(c, side, np.int64))]
+    box_sse = [float(sse(stats(*boxes[0]))[0])]
+    while len(boxes) < k:
+        order = np.argsort(box_sse)[::-1]
+        for b in order:
+            if box_sse[b] <= 0:
+                b = None
+                break
+            lo, hi = boxes[b]
+            best = None
+            for axis in range(c):
+                cuts = np.arange(lo[axis] + 1, hi[axis])
+                if cuts.size == 0:
+                    continue
+                his = np.repeat(hi[None], cuts.size, axis=0)
+                his[:, axis] = cuts
+                los = np.repeat(lo[None], cuts.size, axis=0)
+                los[:, axis] = cuts
+                a, z = stats(np.repeat(lo[None], cuts.size, 0), his), stats(los, np.repeat(hi[None], cuts.size, 0))
+                ok = (a[0] > 0) & (z[0] > 0)
+                if not ok.any():
+                    continue
+                tot = np.where(ok, sse(a) + sse(z), np.inf)
+                j = int(np.argmin(tot))
+                if best is None or tot[j] < best[0]:
+                    best = (tot[j], axis, cuts[j], float(sse(a)[j]), float(sse(z)[j]))
+            if best is not None:
+                break
+        else:
+            b = None
+        if b is None or best is None:
+            break
+        _, axis, cut, s1, s2 = best
+        lo, hi = boxes[b]
+        hi1 = hi.copy()
+        hi1[axis] = cut
+        lo2 = lo.copy()
+        lo2[axis] = cut
+        boxes[b] = (lo, hi1)
+        box_sse[b] = s1
+        boxes.append((lo2, hi))
+        box_sse.append(s2)
+    st = stats(np.array([bx[0] for bx in boxes]), np.array([bx[1] for bx in boxes]))
+    keep = st[0] > 0
+    return (st[1:-1][:, keep] / st[0][keep]).T
+
+
+# --------------------------------------------------------------------------- Lloyd
+
+
+def _update(labels, sums, weights, k):
+    w = np.bincount(labels, weights=weights, minlength=k)
+    s = np.empty((k, sums.shape[1]))
+    for i in range(sums.shape[1]):
+        s[:, i] = np.bincount(labels, weights=sums[:, i], minlength=k)
+    return s, w
+
+
+def _half_separation(centres: np.ndarray) -> np.ndarray:
+    k = centres.shape[0]
+    if k == 1 or k > MAX_K_PAIRWISE:
+        return np.zeros(k)
+    c = centres.astype(np.float64)
+    cc = np.einsum("ij,ij->i", c, c)
+    d = cc[:, None] + cc[None, :] - 2.0 * (c @ c.T)
+    np.fill_diagonal(d, np.inf)
+    return 0.5 * np.sqrt(np.maximum(d.min(axis=1), 0.0))
+
+
+def lloyd(
+    points: np.ndarray,
+    weights: np.ndarray,
+    sums: np.ndarray,
+    centres: np.ndarray,
+    *,
+    max_iter: int,
+    tol: float,
+    stop_on_rounded: bool = False,
+) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """Weighted Lloyd iterations with Hamerly's bounds.
+
+    Parameters
+    ----------
+    points : (n, C) float, weights : (n,) float, sums : (n, C) float
+        Weighted points and their exact channel sums (``points * weights``
+        for single colours; exact pixel sums for grid cells).
+    centres : (k, C) float
+        Start centres.
+    max_iter : int
+    tol : float
+        Absolute bound on the sum of squared centre shifts.
+    stop_on_rounded : bool
+        Also stop once the centres rounded to integers stop changing.
+
+    Returns
+    -------
+    centres : (k, C) float64
+    labels : (n,) int64, nearest centre of each point for those centres
+    inertia : float, weighted SSE of the points to ``centres``
+    n_iter : int
+    """
+    x = points.astype(np.float32)
+    k = centres.shape[0]
+    centres = centres.astype(np.float64)
+    a, u, lb = two_nearest(x, centres)
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        s, w = _update(a, sums, weights, k)
+        empty = np.flatnonzero(w == 0)
+        new = centres.copy()
+        full = w > 0
+        new[full] = s[full] / w[full, None]
+        if empty.size:
+            # Re-seed each empty cluster at a point contributing most error.
+            err = weights * ((x - centres[a].astype(np.float32)) ** 2).sum(axis=1)
+            far = np.argsort(err, kind="stable")[::-1][: empty.size]
+            new[empty[: far.size]] = points[far]
+        shift = np.sqrt(((new - centres) ** 2).sum(axis=1))
+        rounded_same = stop_on_rounded and np.array_equal(np.rint(new), np.rint(centres))
+        centres = new
+        if empty.size:
+            a, u, lb = two_nearest(x, centres)
+            continue
+        if (shift**2).sum() <= tol or rounded_same:
+            break
+        # Hamerly: move the bounds by the centre shifts, recompute only points
+        # whose upper bound exceeds max(lower bound, half separation).
+        u += shift[a]
+        if k > 1:
+            j1 = int(np.argmax(shift))
+            m1 = shift[j1]
+            m2 = np.max(np.delete(shift, j1)) if k > 1 else 0.0
+            lb -= np.where(a == j1, m2, m1)
+        bound = np.maximum(_half_separation(centres)[a], lb)
+        cand = np.flatnonzero(u > bound)
+        if cand.size:
+            diff = x[cand] - centres[a[cand]].astype(np.float32)
+            u[cand] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+            cand = cand[u[cand] > bound[cand]]
+        changed = 0
+        if cand.size:
+            ac, uc, lc = two_nearest(x[cand], centres)
+            changed = int(np.count_nonzero(ac != a[cand]))
+            a[cand] = ac
+            u[cand] = uc
+            lb[cand] = lc
+        if changed == 0:
+            break
+    a, d1, _ = two_nearest(x, centres)
+    inertia = float(weights @ (d1 * d1))
+    return centres, a, inertia, n_iter
+
+
+# --------------------------------------------------------------------------- fitting
+
+
+def _labels_for_pixels(hist: ColourHistogram, colour_labels: np.ndarray, k_out: int) -> np.ndarray:
+    """Map each pixel to its distinct colour's label (bounded-memory passes)."""
+    dtype = np.uint8 if k_out <= 256 else np.uint16
+    h, w, c = hist.pixels.shape
+    out = np.empty(h * w, dtype=dtype)
+    if c in (1, 3):
+        lut = np.zeros(1 << (8 * c), dtype=dtype)
+        lut[hist.keys] = colour_labels
+        for start, chunk in iter_pixel_chunks(hist.pixels):
+            np.take(lut, pack_keys(chunk), out=out[start : start + chunk.shape[0]])
+    else:
+        lab = colour_labels.astype(dtype)
+        for start, chunk in iter_pixel_chunks(hist.pixels):
+            out[start : start + chunk.shape[0]] = lab[np.searchsorted(hist.keys, pack_keys(chunk))]
+    return out.reshape(h, w)
+
+
+def _pixel_cost(pixels: np.ndarray, labels: np.ndarray, palette: np.ndarray) -> int:
+    flat = labels.reshape(-1)
+    pal = palette.astype(np.int32)
+    total = 0
+    for start, chunk in iter_pixel_chunks(pixels):
+        d = chunk.astype(np.int32) - pal[flat[start : start + chunk.shape[0]]]
+        total += int(np.einsum("ij,ij->", d, d, dtype=np.int64))
+    return total
+
+
+def _finish(hist: ColourHistogram, palette: np.ndarray) -> PaletteFit:
+    """Rounded palette -> sorted distinct entries, exact labels, drop unused, cost."""
+    pal = sort_palette(palette)
+    colour_labels, sq = nearest_exact(hist.colours, pal)
+    used = np.zeros(pal.shape[0], dtype=bool)
+    used[colour_labels] = True
+    if not used.all():
+        # Dropping unused entries keeps the order, so each colour's lowest
+        # tied index stays its label: a renumbering, no new search.
+        colour_labels = (np.cumsum(used) - 1)[colour_labels]
+        pal = pal[used]
+    labels = _labels_for_pixels(hist, colour_labels, pal.shape[0])
+    if hist.counts is not None:
+        cost = int(hist.counts @ sq)
+    else:
+        cost = _pixel_cost(hist.pixels, labels, pal)
+    pal.flags.writeable = False
+    return PaletteFit(palette=pal, labels=labels, cost=float(cost))
+
+
+def fit_palette(
+    pixels: np.ndarray | ColourHistogram,
+    k: int,
+    *,
+    seed: int = 0,
+    n_init: int = 4,
+    max_iter: int = 100,
+    tol: float = 1e-4,
+) -> PaletteFit:
+    """Fit a palette of at most k colours to an image by k-means (module docstring).
+
+    Parameters
+    ----------
+    pixels : ndarray (H, W, C) uint8, C in {1, 3, 4}, or ColourHistogram
+        The image, or its :func:`colour_histogram` to reuse across many k.
+    k : int
+        Palette size, 1..65536. The result may have fewer entries
+        (duplicates after rounding, unused entries, or U < k colours).
+    seed : int, default 0
+        Seed for ``numpy.random.default_rng``; equal seeds give equal output.
+    n_init : int, default 4
+        Number of candidate seedings (Wu plus k-means++ restarts) tried on the
+        coarse set; the best is refined on the full histogram.
+    max_iter : int, default 100
+        Lloyd iterations per run.
+    tol : float, default 1e-4
+        Stop when the sum of squared centre shifts is below
+        ``tol * mean channel variance`` (scikit-learn's rule).
+
+    Returns
+    -------
+    PaletteFit
+    """
+    k = _check_int("k", k, MIN_K, MAX_K)
+    n_init = _check_int("n_init", n_init, 1)
+    max_iter = _check_int("max_iter", max_iter, 1)
+    if not (isinstance(tol, (int, float)) and tol >= 0):
+        raise ParameterError(f"tol: {tol!r}, allowed a number >= 0")
+    hist = pixels if isinstance(pixels, ColourHistogram) else colour_histogram(_check_pixels(pixels))
+    if hist.n_distinct <= k:
+        return _finish(hist, hist.colours)
+    rng = np.random.default_rng(seed)
+    pts, w, sums = hist.points, hist.weights, hist.sums
+    mean = sums.sum(axis=0) / w.sum()
+    var = (w @ (pts - mean) ** 2) / w.sum()
+    tol_abs = tol * float(var.mean())
+    cp, cw, cs = hist.coarse()
+    if cp.shape[0] <= k:
+        cp, cw, cs = pts, w, sums
+    best = None
+    for r in range(n_init):
+        if r == 0 and hist.channels in (1, 3):
+            start = wu_centres(cp, cw, k)
+            if start.shape[0] < k:
+                extra = kmeans_plusplus(cp, k, weights=cw, seed=rng)
+                start = np.concatenate([start, extra[: k - start.shape[0]]])
+        else:
+            start = kmeans_plusplus(cp, k, weights=cw, seed=rng)
+        centres, _, inertia, _ = lloyd(cp, cw, cs, start, max_iter=max_iter, tol=tol_abs)
+        if best is None or inertia < best[0]:
+            best = (inertia, centres)
+    centres = best[1]
+    if cp is not pts:
+        centres, _, _, _ = lloyd(pts, w, sums, centres, max_iter=max_iter, tol=tol_abs, stop_on_rounded=True)
+    palette = np.clip(np.rint(centres), 0, 255).astype(np.uint8)
+    return _finish(hist, palette)
+
+
+def assign_labels(pixels: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """Exact nearest palette entry of every pixel (ties to the lowest index).
+
+    Parameters
+    ----------
+    pixels : ndarray, (H, W, C) uint8
+    palette : ndarray, (k, C) uint8, 1 <= k <= 65536
+
+    Returns
+    -------
+    labels : ndarray, (H, W) uint8 if k <= 256 else uint16
+    """
+    pixels = _check_pixels(pixels)
+    palette = np.asarray(palette)
+    if palette.ndim != 2 or palette.dtype != np.uint8 or palette.shape[1] != pixels.shape[2]:
+        raise ParameterError(
+            f"palette: shape {palette.shape} dtype {palette.dtype}, allowed (k, {pixels.shape[2]}) uint8"
+        )
+    _check_int("k", palette.shape[0], MIN_K, MAX_K)
+    keys = distinct_keys(pixels)
+    hist = ColourHistogram(pixels, keys, None, None, None, None, None)
+    colour_labels, _ = nearest_exact(unpack_keys(keys, pixels.shape[2]), palette)
+    return _labels_for_pixels(hist, colour_labels, palette.shape[0])
