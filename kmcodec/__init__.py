@@ -28,6 +28,7 @@ from .errors import (
 )
 from .files import read, write
 from .layout import MAX_K, OVERHEAD, SizeFormula, bits_for_k, size_formula
+from .pillow_plugin import register_pillow  # importing the plugin registers .kmq with Pillow
 
 __version__ = "0.1.0"
 
@@ -60,6 +61,7 @@ __all__ = [
     "pack",
     "psnr",
     "read",
+    "register_pillow",
     "size_formula",
     "write",
 ]

@@ -101,7 +101,8 @@ def check_padding(buf: np.ndarray, count: int, bits: int) -> None:
     pad = buf.size * 8 - count * bits
     if pad and int(buf[-1]) & ((1 << pad) - 1):
         raise PaddingError(
-            f"non-zero padding: last byte {int(buf[-1]):#04x} at label offset {buf.size - 1} has {pad} padding bits that must be 0"
+            f"non-zero padding: last label byte {int(buf[-1]):#04x} (byte {buf.size - 1} of the label stream)"
+            f" has {pad} padding bits that must be 0"
         )
 
 

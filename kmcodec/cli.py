@@ -1,7 +1,16 @@
-"""The `kmq` command: encode, decode and inspect .kmq files.
+"""The `kmq` command: encode, decode, inspect and sweep .kmq files.
 
-Data goes to stdout (`--json`, `info`); the summary and errors go to stderr.
-Exit codes: 0 success, 1 bad input or failed write (`kmq: error: ...`), 2 usage.
+Data goes to stdout (`--json`, `info`, the `sweep` table); summaries, progress
+bars and errors go to stderr. Exit codes: 0 success, 1 bad input or failed
+write (`kmq: error: ...`, one line per failure), 2 usage.
+
+``--json`` prints one document:
+
+- ``encode`` with one input: the summary of `batch.summary`; with several
+  inputs: ``{"files": [summary, ...], "errors": [{"input", "output", "error"}],
+  "totals": {"files", "encoded", "failed", "bytes", "raw_bytes", "ratio", "seconds"}}``.
+- ``info``: the header fields, the byte breakdown and the checks (`run_info`).
+- ``sweep``: the image's size and one row per k (`sweep.SweepRow.as_dict`).
 """
 
 from __future__ import annotations
@@ -9,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 import zlib
@@ -17,13 +27,50 @@ from typing import Sequence
 
 from PIL import Image
 
-from . import __version__, layout
-from .codec import PILLOW_LIMIT, decode, encode_detailed
+from . import __version__, layout, progress
+from .batch import EncodeOptions, Job, Outcome, encode_file, output_paths, run
+from .choose_k import AUTO_KS, FitSettings
+from .codec import PILLOW_LIMIT, decode
 from .container import parse_header
 from .errors import KmqError, OutputError
-from .files import atomic_write, load_image, read_bytes, write_bytes
+from .files import atomic_write, load_image, read_bytes
+from .outputs import (
+    PLOT_EXTRA,
+    check_free,
+    contact_sheet,
+    image_format,
+    label_map,
+    mask_paths,
+    save_image,
+    write_masks,
+    write_plot,
+)
+from .sweep import parse_ks, sweep, table
 
 CHANNEL_NAMES = {1: "grey", 3: "RGB", 4: "RGBA"}
+
+
+def k_value(text: str) -> "int | str":
+    """-k: an integer or 'auto' (range checks are the codec's, exit 1 like any bad input)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'auto', got {text!r}") from None
+
+
+def k_list(text: str) -> list[int]:
+    try:
+        return parse_ks(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_fit_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives identical bytes (default 0)")
+    parser.add_argument("--n-init", type=int, default=4, help="k-means restarts, best kept (default 4)")
+    parser.add_argument("--max-iter", type=int, default=100, help="Lloyd iterations per restart at most (default 100)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,21 +78,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kmq {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    enc = commands.add_parser("encode", help="encode an image as .kmq", description="Encode an image Pillow reads as .kmq.")
-    enc.add_argument("input", metavar="IN", help="input image (any format Pillow reads)")
-    enc.add_argument("-k", type=int, required=True, help=f"palette size, 1..{layout.MAX_K}")
-    enc.add_argument("-o", "--output", metavar="OUT", help="output file (default: IN with suffix .kmq)")
-    enc.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives identical bytes (default 0)")
-    enc.add_argument("--n-init", type=int, default=4, help="k-means restarts, best kept (default 4)")
-    enc.add_argument("--max-iter", type=int, default=100, help="Lloyd iterations per restart at most (default 100)")
-    enc.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    enc = commands.add_parser(
+        "encode",
+        help="encode images as .kmq",
+        description="Encode images Pillow reads as .kmq. Give exactly one of -k, --psnr, --max-bytes.",
+    )
+    enc.add_argument("input", metavar="IN", nargs="+", help="input images (any format Pillow reads)")
+    choice = enc.add_mutually_exclusive_group(required=True)
+    choice.add_argument(
+        "-k", type=k_value, metavar="K", help=f"palette size 1..{layout.MAX_K}, or 'auto': the elbow of the cost curve over k=2..16"
+    )
+    choice.add_argument("--psnr", type=float, metavar="DB", help="the smallest k whose result reaches this PSNR")
+    choice.add_argument("--max-bytes", type=int, metavar="N", help="the best quality whose file fits N bytes")
+    enc.add_argument("-o", "--output", metavar="OUT", help="output file, one input only (default: IN with suffix .kmq)")
+    enc.add_argument("--out-dir", metavar="DIR", help="write each output into DIR (made if missing) instead of beside its input")
+    enc.add_argument("--dither", action="store_true", help="map onto the palette with Floyd-Steinberg dithering (grey/RGB, k <= 256)")
+    enc.add_argument("--jobs", type=int, default=1, metavar="N", help="encode N files at once in worker processes; 0: one per CPU (default 1)")
+    add_fit_options(enc)
+    enc.add_argument("--force", action="store_true", help="overwrite outputs that exist")
     enc.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
-    enc.set_defaults(run=run_encode)
+    enc.add_argument("-q", "--quiet", action="store_true", help="no progress bar, summaries or totals; errors still print")
+    enc.set_defaults(run=run_encode, usage=enc)
 
-    dec = commands.add_parser("decode", help="decode .kmq to an image", description="Decode .kmq to any format Pillow writes.")
+    dec = commands.add_parser(
+        "decode",
+        help="decode .kmq to an image, label map or masks",
+        description="Decode .kmq to any format Pillow writes. With --labels or --masks the image is written only if -o is given.",
+    )
     dec.add_argument("input", metavar="IN", help="input .kmq file")
     dec.add_argument("-o", "--output", metavar="OUT", help="output image; format from its extension (default: IN with suffix .png)")
-    dec.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    dec.add_argument("--labels", metavar="PATH", help="write the label map: grey values = labels, 8-bit if k <= 256 else 16-bit")
+    dec.add_argument("--masks", metavar="DIR", help="write one black-and-white mask per palette entry, mask_INDEX_COLOUR.png")
+    dec.add_argument("--force", action="store_true", help="overwrite outputs that exist")
     dec.add_argument("--max-pixels", type=int, default=None, help="refuse images with more pixels (default: Pillow's limit)")
     dec.set_defaults(run=run_decode)
 
@@ -53,6 +117,22 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("input", metavar="FILE", help=".kmq file")
     info.add_argument("--json", action="store_true", help="print one JSON document")
     info.set_defaults(run=run_info)
+
+    swp = commands.add_parser(
+        "sweep",
+        help="encode one image at many k and tabulate size and quality",
+        description="Encode IMG at each k and print k, bits_per_pixel, bytes, cost (SSE), MSE, PSNR and seconds per row.",
+    )
+    swp.add_argument("input", metavar="IMG", help="input image (any format Pillow reads)")
+    swp.add_argument("-k", "--k", dest="ks", type=k_list, default=parse_ks("2-16"), metavar="LIST",
+                     help="the k values: 2-10, 2,4,8, 2-64:2 or a mix (default 2-16)")
+    swp.add_argument("--plot", metavar="PATH", help=f"draw cost and PSNR against k (needs matplotlib: {PLOT_EXTRA})")
+    swp.add_argument("--sheet", metavar="PATH", help="contact sheet: the original and the decoded image at each k")
+    add_fit_options(swp)
+    swp.add_argument("--force", action="store_true", help="overwrite the plot and sheet if they exist")
+    swp.add_argument("--json", action="store_true", help="print the sweep as JSON on stdout instead of the table")
+    swp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    swp.set_defaults(run=run_sweep)
     return parser
 
 
@@ -64,78 +144,175 @@ def formula_text(size: layout.SizeFormula) -> str:
     )
 
 
+# ---------------------------------------------------------------- encode
+
+
+def check_encode_usage(args: argparse.Namespace) -> None:
+    """Usage rules argparse cannot express; breaking one exits 2 like any usage error."""
+    sub = args.usage
+    if args.output and len(args.input) > 1:
+        sub.error(f"-o names one output but {len(args.input)} inputs were given; use --out-dir DIR")
+    if args.output and args.out_dir:
+        sub.error("give -o or --out-dir, not both")
+    if args.jobs < 0:
+        sub.error(f"--jobs must be 0 (one per CPU) or more, got {args.jobs}")
+
+
+def summary_line(s: dict) -> str:
+    k_text = f"k={s['k']}"
+    if s["method"] == "k" and s["k"] != s["requested_k"]:
+        k_text += f" (asked {s['requested_k']}: {s['reason'].split('; ', 1)[-1]})"
+    psnr_text = "lossless" if s["psnr"] is None else f"PSNR {s['psnr']:.2f} dB"
+    if s["dither"]:
+        before = s["psnr_without_dither"]
+        psnr_text += " dithered (" + ("lossless" if before is None else f"{before:.2f} dB") + " without)"
+    line = (
+        f"{s['input']} -> {s['output']}: {s['bytes']} bytes, {k_text}, {s['bits_per_pixel']} bits/pixel,"
+        f" formula {s['formula_bits']} bits + {layout.OVERHEAD} B = {s['formula_bytes']} B"
+        f" ({'matches' if s['formula_holds'] else 'MISMATCH'}),"
+        f" {s['ratio']:.2f}x smaller than raw {8 * s['channels']}-bit, MSE {s['mse']:.2f}, {psnr_text},"
+        f" {s['seconds']:.2f} s"
+    )
+    line += "".join(f"; {note}" for note in s["notes"])
+    if s["method"] != "k":
+        line += f"; why k={s['requested_k']}: {s['reason']}"
+    return line
+
+
+def encode_options(args: argparse.Namespace) -> EncodeOptions:
+    return EncodeOptions(
+        k=args.k,
+        psnr=args.psnr,
+        max_bytes=args.max_bytes,
+        seed=args.seed,
+        n_init=args.n_init,
+        max_iter=args.max_iter,
+        dither=args.dither,
+        force=args.force,
+    )
+
+
 def run_encode(args: argparse.Namespace) -> int:
-    source = Path(args.input)
-    output = Path(args.output) if args.output else source.with_suffix(".kmq")
-    if not args.force and output.exists():
-        raise OutputError(f"output exists: {output} (use --force to overwrite)")
+    options = encode_options(args)
+    inputs = [Path(p) for p in args.input]
+    out_dir = Path(args.out_dir) if args.out_dir else None
+    if args.output:
+        jobs = [Job(inputs[0], Path(args.output))]
+    else:
+        jobs = output_paths(inputs, out_dir)
+    if out_dir is not None:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot make directory {out_dir}: {exc.strerror or exc}") from None
+    show_bar = progress.wanted(args.quiet)
+    if len(jobs) == 1:
+        return encode_one(jobs[0], options, args, show_bar)
+    return encode_many(jobs, options, args, show_bar)
+
+
+def encode_one(job: Job, options: EncodeOptions, args: argparse.Namespace, show_bar: bool) -> int:
+    """One file in this process; a k search shows a bar of its trial fits on a terminal."""
+    searching = options.psnr is not None or options.k == "auto"
+    total = len(AUTO_KS) if options.k == "auto" else None
+    with progress.bar(total, f"choosing k for {job.input.name}", enabled=show_bar and searching, unit="fit") as bar:
+
+        def on_trial(trial) -> None:
+            bar.update(1)
+            bar.set_postfix_str(f"k={trial.k} PSNR {trial.psnr:.2f} dB")
+
+        s = encode_file(job, options, on_trial=on_trial)
+    if args.json:
+        print(json.dumps(s, indent=2))
+    elif not args.quiet:
+        print(summary_line(s), file=sys.stderr)
+    return 0
+
+
+def encode_many(jobs: list[Job], options: EncodeOptions, args: argparse.Namespace, show_bar: bool) -> int:
+    """Many files, `--jobs` at a time; every failure is named and the rest carry on."""
+    workers = args.jobs or os.cpu_count() or 1
     started = time.perf_counter()
-    pixels = load_image(source)
-    result = encode_detailed(pixels.array, args.k, seed=args.seed, n_init=args.n_init, max_iter=args.max_iter)
-    write_bytes(output, result.data, overwrite=args.force)
-    seconds = time.perf_counter() - started
-    size = result.size
-    written = output.stat().st_size
-    raw = size.width * size.height * size.channels
-    summary = {
-        "input": str(source),
-        "output": str(output),
-        "width": size.width,
-        "height": size.height,
-        "channels": size.channels,
-        "k": size.k,
-        "requested_k": result.requested_k,
-        "bits_per_pixel": size.bits_per_pixel,
+    with progress.bar(len(jobs), "encoding", enabled=show_bar, unit="file") as bar:
+
+        def on_done(outcome: Outcome) -> None:
+            if outcome.error is not None:
+                progress.say(bar, f"kmq: error: {outcome.job.input}: {outcome.error}")
+            elif not args.quiet and not args.json:
+                progress.say(bar, summary_line(outcome.summary))  # type: ignore[arg-type]
+            bar.update(1)
+
+        outcomes = run(jobs, options, workers=workers, on_done=on_done)
+    done = [o.summary for o in outcomes if o.summary is not None]
+    failed = [o for o in outcomes if o.error is not None]
+    written = sum(s["bytes"] for s in done)
+    raw = sum(s["raw_bytes"] for s in done)
+    totals = {
+        "files": len(jobs),
+        "encoded": len(done),
+        "failed": len(failed),
         "bytes": written,
-        "formula_bits": size.content_bits,
-        "formula_bytes": size.total_bytes,
-        "formula_holds": written == size.total_bytes,
         "raw_bytes": raw,
-        "ratio": raw / written,
-        "cost": result.fit.cost,
-        "mse": result.mse,
-        "psnr": None if math.isinf(result.psnr) else result.psnr,
-        "seconds": seconds,
-        "notes": list(pixels.notes),
+        "ratio": raw / written if written else None,
+        "seconds": time.perf_counter() - started,
     }
     if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        k_text = f"k={size.k}" + ("" if size.k == result.requested_k else f" (asked {result.requested_k}: the image has only {size.k} colours)")
-        psnr_text = "lossless" if math.isinf(result.psnr) else f"PSNR {result.psnr:.2f} dB"
-        notes = "".join(f"; {note}" for note in pixels.notes)
-        print(
-            f"{source} -> {output}: {written} bytes, {k_text}, {size.bits_per_pixel} bits/pixel,"
-            f" formula {size.content_bits} bits + {size.overhead_bytes} B = {size.total_bytes} B"
-            f" ({'matches' if summary['formula_holds'] else 'MISMATCH'}),"
-            f" {raw / written:.2f}x smaller than raw {8 * size.channels}-bit, MSE {result.mse:.2f}, {psnr_text},"
-            f" {seconds:.2f} s{notes}",
-            file=sys.stderr,
-        )
-    return 0
+        document = {
+            "files": done,
+            "errors": [{"input": str(o.job.input), "output": str(o.job.output), "error": o.error} for o in failed],
+            "totals": totals,
+        }
+        print(json.dumps(document, indent=2))
+    if args.quiet:
+        return 1 if failed else 0
+    ratio = f" ({totals['ratio']:.2f}x smaller than raw)" if written else ""
+    print(
+        f"kmq: encoded {len(done)} of {len(jobs)} files, {len(failed)} failed: {written} bytes from {raw} raw{ratio},"
+        f" {totals['seconds']:.2f} s with {min(workers, len(jobs))} worker{'s' if min(workers, len(jobs)) > 1 else ''}",
+        file=sys.stderr,
+    )
+    return 1 if failed else 0
+
+
+# ---------------------------------------------------------------- decode
 
 
 def pillow_format(path: Path) -> str:
     """The Pillow format that writes `path`'s extension, or an error naming the extension."""
-    extensions = Image.registered_extensions()
-    fmt = extensions.get(path.suffix.lower())
-    if fmt is None or fmt not in Image.SAVE:
-        raise OutputError(f"cannot write {path}: no image format for extension {path.suffix or '(none)'!r}")
-    return fmt
+    return image_format(path)
 
 
 def run_decode(args: argparse.Namespace) -> int:
     source = Path(args.input)
+    want_image = bool(args.output) or not (args.labels or args.masks)
     output = Path(args.output) if args.output else source.with_suffix(".png")
-    fmt = pillow_format(output)
-    if not args.force and output.exists():
-        raise OutputError(f"output exists: {output} (use --force to overwrite)")
+    labels_path = Path(args.labels) if args.labels else None
+    # Check every output before decoding, so a bad name costs nothing and writes nothing.
+    for path in [output] * want_image + [labels_path] * bool(labels_path):
+        pillow_format(path)
+        if not args.force and path.exists():
+            raise OutputError(f"output exists: {path} (use --force to overwrite)")
     limit = args.max_pixels if args.max_pixels is not None else PILLOW_LIMIT
     image = decode(read_bytes(source), max_pixels=limit)
-    picture = image.to_pil()
-    atomic_write(output, lambda handle: picture.save(handle, format=fmt), overwrite=args.force)
-    print(f"{source} -> {output}: {image.width}x{image.height} {image.mode}, k={image.k}", file=sys.stderr)
+    if args.masks:
+        check_free(mask_paths(image, args.masks), overwrite=args.force)
+    written = []
+    if want_image:
+        picture = image.to_pil()
+        fmt = pillow_format(output)
+        atomic_write(output, lambda handle: picture.save(handle, format=fmt), overwrite=args.force)
+        written.append(str(output))
+    if labels_path is not None:
+        save_image(label_map(image.labels, image.k), labels_path, overwrite=args.force)
+        written.append(f"labels {labels_path} ({'8' if image.k <= 256 else '16'}-bit)")
+    if args.masks:
+        masks = write_masks(image, args.masks, overwrite=args.force)
+        written.append(f"{len(masks)} masks in {args.masks}")
+    print(f"{source} -> {', '.join(written)}: {image.width}x{image.height} {image.mode}, k={image.k}", file=sys.stderr)
     return 0
+
+
+# ---------------------------------------------------------------- info
 
 
 def run_info(args: argparse.Namespace) -> int:
@@ -202,9 +379,71 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- sweep
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    source = Path(args.input)
+    plot = Path(args.plot) if args.plot else None
+    sheet = Path(args.sheet) if args.sheet else None
+    # Check the outputs and the plot's extra before the (long) sweep, not after it.
+    for path in (plot, sheet):
+        if path is not None and not args.force and path.exists():
+            raise OutputError(f"output exists: {path} (use --force to overwrite)")
+    if sheet is not None:
+        image_format(sheet)
+    if plot is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise OutputError(f"cannot write {plot}: --plot needs matplotlib; install it with {PLOT_EXTRA}") from None
+    pixels = load_image(source)
+    h, w, c = pixels.array.shape
+    settings = FitSettings(seed=args.seed, n_init=args.n_init, max_iter=args.max_iter)
+    with progress.bar(len(args.ks), f"sweeping {source.name}", enabled=progress.wanted(args.quiet), unit="k") as bar:
+        rows = sweep(pixels.array, args.ks, settings, on_row=lambda row: (bar.update(1), bar.set_postfix_str(f"k={row.k}")))
+    if plot is not None:
+        write_plot(
+            plot,
+            [r.requested_k for r in rows],
+            [r.fit.cost for r in rows],
+            [r.psnr for r in rows],
+            title=f"{source.name}: {w}x{h}, {c} channel{'s' if c > 1 else ''}",
+            overwrite=args.force,
+        )
+    if sheet is not None:
+        original = Image.fromarray(pixels.array[:, :, 0] if c == 1 else pixels.array)
+        pictures = [original] + [decode(r.data, max_pixels=None).to_pil() for r in rows]
+        titles = [f"original, {w * h * c} B raw"] + [
+            f"k={r.k}, {len(r.data)} B, " + ("lossless" if math.isinf(r.psnr) else f"{r.psnr:.1f} dB") for r in rows
+        ]
+        save_image(contact_sheet(pictures, titles), sheet, overwrite=args.force)
+    if args.json:
+        document = {
+            "input": str(source),
+            "width": w,
+            "height": h,
+            "channels": c,
+            "raw_bytes": w * h * c,
+            "notes": list(pixels.notes),
+            "rows": [r.as_dict() for r in rows],
+            "plot": str(plot) if plot else None,
+            "sheet": str(sheet) if sheet else None,
+        }
+        print(json.dumps(document, indent=2))
+    else:
+        print(table(rows))
+    notes = "".join(f"; {note}" for note in pixels.notes)
+    wrote = "".join(f"; wrote {kind} {path}" for kind, path in (("plot", plot), ("sheet", sheet)) if path)
+    print(f"{source}: {w}x{h}, {c} channel{'s' if c > 1 else ''}, {len(rows)} k values{notes}{wrote}", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "encode":
+        check_encode_usage(args)
     try:
         return args.run(args)
     except KmqError as exc:
@@ -216,6 +455,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("kmq: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (`kmq info x.kmq | head -1`): stop quietly,
+        # and keep Python from complaining again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -188,7 +188,10 @@ class KmqImage:
             # One gather per packed byte: table[byte] holds the colours of all its pixels.
             per_byte = 8 // self.bits_per_pixel
             table = self.palette[np.minimum(bitpack.byte_table(self.bits_per_pixel), self.k - 1)]
-            flat = np.take(table.reshape(256, per_byte * channels), self._payload, axis=0).reshape(-1)
+            # Each table row is one void item, so the gather allocates only its output
+            # (np.take along axis 0 needs about twice that again as scratch).
+            rows = np.ascontiguousarray(table).reshape(256, per_byte * channels).view(np.dtype((np.void, per_byte * channels)))
+            flat = rows.reshape(256)[self._payload].view(np.uint8)
             return flat[: count * channels].reshape(self.height, self.width, channels)
         return self.palette[self.labels]
 

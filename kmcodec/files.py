@@ -18,6 +18,11 @@ from .codec import PILLOW_LIMIT, KmqImage, decode, encode
 from .errors import ImageInputError, KmqError, OutputError
 from .pixels import Pixels, to_pixels
 
+# mkstemp makes its file 0600; outputs get the mode open() would give them,
+# 0666 less the umask. The umask can only be read by setting it, so read it once.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+OUTPUT_MODE = 0o666 & ~_UMASK
 
 
 def atomic_write(path: "str | os.PathLike[str]", write: Callable[[object], None], *, overwrite: bool = True) -> None:
@@ -31,13 +36,15 @@ def atomic_write(path: "str | os.PathLike[str]", write: Callable[[object], None]
         raise OutputError(f"output exists: {path} (use --force to overwrite)")
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
-        raise OutputError(f"cannot write {path}: directory {directory} does not exist")
+        problem = "is not a directory" if directory.exists() else "does not exist"
+        raise OutputError(f"cannot write {path}: directory {directory} {problem}")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.chmod(tmp, OUTPUT_MODE)
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
@@ -103,6 +110,8 @@ def read_bytes(path: "str | os.PathLike[str]") -> bytes:
         raise ImageInputError(f"cannot read {path}: no such file") from None
     except IsADirectoryError:
         raise ImageInputError(f"cannot read {path}: it is a directory") from None
+    except PermissionError:
+        raise ImageInputError(f"cannot read {path}: permission denied") from None
     except OSError as exc:
         raise ImageInputError(f"cannot read {path}: {exc.strerror or exc}") from None
 
