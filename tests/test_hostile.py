@@ -1,0 +1,223 @@
+"""Decoder hardening (spec §7): hostile bytes either decode or raise a KmqError subclass, nothing else.
+
+A bounded, deterministic cousin of tests/fuzz/: truncations at every length, every
+single-bit flip, extreme and swapped header fields, and random bytes. Whatever
+decodes must re-pack to the same bytes.
+"""
+
+import struct
+import tracemalloc
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import kmcodec
+from kmcodec import layout
+from kmcodec.errors import BadMagicError, KmqError, PixelLimitError, TrailingDataError, TruncatedError
+
+# Low enough that re-packing a decoded K = 1 file claiming this many pixels is cheap.
+LIMIT = 1 << 16
+FIELDS = ["magic", "version", "channels", "coding", "bits_per_pixel", "width", "height", "k", "reserved"]
+U8_FIELDS = ["version", "channels", "coding", "bits_per_pixel"]
+U32_FIELDS = ["width", "height", "k", "reserved"]
+EXTREMES = [0, 1, 2, 3, 4, 7, 8, 15, 16, 17, 255, 256, 65535, 65536, 65537, 2**31, 2**32 - 1]
+HOSTILE = settings(max_examples=1000, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+
+
+def small_file(k: int, channels: int, width: int, height: int, seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    palette = rng.integers(0, 256, (k, channels), dtype=np.uint8)
+    labels = rng.integers(0, k, (height, width))
+    labels.flat[-1] = k - 1
+    return kmcodec.pack(palette, labels)
+
+
+# Every label path: b = 0 (no stream), byte-table widths 1, 2, 4, 8, the general
+# path at 3, 5, 9 and 12, and 16; rows ending mid-byte; all three channel counts.
+SEEDS = [
+    small_file(1, 3, 3, 2),
+    small_file(2, 1, 5, 3),
+    small_file(3, 3, 7, 2),
+    small_file(5, 4, 5, 3),
+    small_file(16, 3, 3, 3),
+    small_file(20, 1, 3, 4),
+    small_file(200, 1, 3, 2),
+    small_file(300, 1, 2, 2),
+    small_file(3000, 1, 3, 1),
+    small_file(40000, 1, 2, 1),
+]
+SMALL_SEEDS = [data for data in SEEDS if len(data) <= 120]
+
+
+def decode_or_reject(data: bytes):
+    """The property: a KmqError with a one-line message, or an image that re-packs to `data`."""
+    try:
+        image = kmcodec.decode(data, max_pixels=LIMIT)
+    except KmqError as exc:
+        message = str(exc)
+        assert message and "\n" not in message, repr(message)
+        return None
+    assert kmcodec.pack(image.palette, image.labels) == bytes(data)
+    assert np.array_equal(image.to_array(), image.palette[image.labels])
+    return image
+
+
+def fields_of(data: bytes) -> dict:
+    return dict(zip(FIELDS, layout.HEADER.unpack_from(data)))
+
+
+def rebuild(data: bytes, fields: dict, *, fix_length: bool) -> bytes:
+    """New header fields on the old body, the length made to fit them when asked, and a correct CRC-32."""
+    body = layout.HEADER.pack(*(fields[name] for name in FIELDS)) + data[layout.HEADER_SIZE : -layout.CHECK_SIZE]
+    if fix_length:
+        try:
+            total = layout.size_formula(fields["width"], fields["height"], fields["k"], fields["channels"]).total_bytes
+        except ValueError:  # k out of range: no formula, keep the body
+            total = None
+        if total is not None and total <= 1 << 20:
+            body = body[: total - layout.CHECK_SIZE].ljust(total - layout.CHECK_SIZE, b"\0")
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def test_seeds_decode():
+    for data in SEEDS:
+        assert decode_or_reject(data) is not None
+
+
+@pytest.mark.parametrize("seed", range(len(SMALL_SEEDS)))
+def test_rejects_every_truncation(seed):
+    data = SMALL_SEEDS[seed]
+    for length in range(len(data)):
+        with pytest.raises((TruncatedError, BadMagicError)):
+            kmcodec.decode(data[:length], max_pixels=LIMIT)
+
+
+@pytest.mark.parametrize("seed", range(len(SMALL_SEEDS)))
+def test_rejects_every_single_bit_flip(seed):
+    """CRC-32 catches every single-bit error; a flipped header bit may trip an earlier rule first."""
+    data = SMALL_SEEDS[seed]
+    for bit in range(8 * len(data)):
+        flipped = bytearray(data)
+        flipped[bit // 8] ^= 0x80 >> (bit % 8)
+        with pytest.raises(KmqError):
+            kmcodec.decode(bytes(flipped), max_pixels=LIMIT)
+
+
+@pytest.mark.parametrize("seed", range(len(SEEDS)))
+def test_rejects_every_extension(seed):
+    data = SEEDS[seed]
+    for extra in (b"\0", b"\0" * 7, data[-4:], data):
+        with pytest.raises(TrailingDataError):
+            kmcodec.decode(data + extra, max_pixels=LIMIT)
+
+
+@HOSTILE
+@given(st.sampled_from(SEEDS), st.binary(min_size=1, max_size=40), st.integers(0, 40))
+def test_bytes_spliced_into_a_valid_file(data, insert, where):
+    where = min(where, len(data))
+    decode_or_reject(data[:where] + insert + data[where:])
+    decode_or_reject(data + insert)
+
+
+@HOSTILE
+@given(st.sampled_from(SEEDS), st.lists(st.integers(0, 2**20), min_size=1, max_size=6), st.booleans())
+def test_bit_flips_with_and_without_a_repaired_check(data, bits, repair_check):
+    flipped = bytearray(data)
+    for bit in bits:
+        bit %= 8 * len(data)
+        flipped[bit // 8] ^= 0x80 >> (bit % 8)
+    if repair_check:
+        flipped[-4:] = struct.pack("<I", zlib.crc32(flipped[:-4]))
+    decode_or_reject(bytes(flipped))
+
+
+@HOSTILE
+@given(
+    st.sampled_from(SEEDS),
+    st.dictionaries(
+        st.sampled_from(U8_FIELDS + U32_FIELDS),
+        st.one_of(st.sampled_from(EXTREMES), st.integers(0, 2**32 - 1)),
+        min_size=1,
+        max_size=3,
+    ),
+    st.booleans(),
+)
+def test_extreme_header_fields(data, changes, fix_length):
+    fields = fields_of(data)
+    for name, value in changes.items():
+        fields[name] = value % 256 if name in U8_FIELDS else value
+    decode_or_reject(rebuild(data, fields, fix_length=fix_length))
+
+
+@HOSTILE
+@given(
+    st.sampled_from(SEEDS),
+    st.one_of(st.permutations(U8_FIELDS), st.permutations(U32_FIELDS)),
+    st.booleans(),
+)
+def test_swapped_header_fields(data, order, fix_length):
+    fields = fields_of(data)
+    names = sorted(order, key=FIELDS.index)
+    values = [fields[name] for name in order]
+    fields.update(zip(names, values))
+    decode_or_reject(rebuild(data, fields, fix_length=fix_length))
+
+
+@HOSTILE
+@given(st.binary(max_size=300))
+def test_random_bytes(data):
+    decode_or_reject(data)
+
+
+@HOSTILE
+@given(st.binary(min_size=20, max_size=300), st.booleans())
+def test_random_bytes_behind_a_plausible_header_start(tail, with_check):
+    data = layout.MAGIC + bytes([1, tail[0] % 5, 0, tail[1] % 17]) + tail[2:]
+    if with_check and len(data) >= layout.OVERHEAD:
+        data = data[:-4] + struct.pack("<I", zlib.crc32(data[:-4]))
+    decode_or_reject(data)
+
+
+def claims_max_dims(k: int) -> bytes:
+    body = layout.HEADER.pack(layout.MAGIC, 1, 3, 0, layout.bits_for_k(k), 2**32 - 1, 2**32 - 1, k, 0) + bytes(3 * k)
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def peak_bytes(action) -> int:
+    tracemalloc.start()
+    try:
+        action()
+    except KmqError:
+        pass
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+@pytest.mark.parametrize("k", [1, 2, 300, 65536])
+def test_pixel_bomb_is_rejected_by_the_default_limit_using_no_memory(k):
+    data = claims_max_dims(k)
+    with pytest.raises(PixelLimitError, match="4294967295x4294967295"):
+        kmcodec.decode(data)
+    assert peak_bytes(lambda: kmcodec.decode(data)) < 64_000
+
+
+@pytest.mark.parametrize("k", [2, 300, 65536])
+def test_pixel_bomb_without_a_limit_fails_the_length_check_using_no_memory(k):
+    data = claims_max_dims(k)
+    with pytest.raises(TruncatedError):
+        kmcodec.decode(data, max_pixels=None)
+    assert peak_bytes(lambda: kmcodec.decode(data, max_pixels=None)) < 64_000
+
+
+def test_k1_file_under_the_limit_allocates_nothing_for_its_pixels():
+    """A 31-byte K = 1 file may claim 89 million pixels; decode must not materialise them."""
+    body = layout.HEADER.pack(layout.MAGIC, 1, 3, 0, 0, 9000, 9000, 1, 0) + b"\1\2\3"
+    data = body + struct.pack("<I", zlib.crc32(body))
+    assert peak_bytes(lambda: kmcodec.decode(data)) < 64_000
+    first = next(kmcodec.decode(data).iter_rows(1))
+    assert first.shape == (1, 9000, 3) and (first == [1, 2, 3]).all()
