@@ -25,7 +25,7 @@ from .choose_k import Choice, FitSettings, OnTrial, choose
 from .codec import pack, psnr
 from .container import parse_header
 from .errors import KmqError, OutputError, ParameterError
-from .files import load_image, write_bytes
+from .files import check_output, load_image, write_bytes
 
 MAX_DITHER_K = 256  # Pillow's palette images hold at most 256 entries
 
@@ -107,8 +107,7 @@ def squared_error(pixels: np.ndarray, palette: np.ndarray, labels: np.ndarray) -
 
 def encode_file(job: Job, options: EncodeOptions, *, on_trial: OnTrial | None = None) -> dict:
     """Encode one image file to .kmq and return its summary; raises `KmqError` on bad input."""
-    if not options.force and job.output.exists():
-        raise OutputError(f"output exists: {job.output} (use --force to overwrite)")
+    check_output(job.output, overwrite=options.force)
     started = time.perf_counter()
     pixels = load_image(job.input)
     choice = choose(

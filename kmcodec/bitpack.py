@@ -66,8 +66,23 @@ def unpack_labels(data: bytes | memoryview, count: int, bits: int, k: int, width
     for start in range(0, count, CHUNK):
         n = min(CHUNK, count - start)
         labels[start : start + n] = unpack_range(buf, start, n, bits)
-    check_range(labels, k, width)
+        check_range(labels[start : start + n], k, width, start)
     return labels
+
+
+def check_labels(data: bytes | memoryview, count: int, bits: int, k: int, width: int | None = None) -> None:
+    """The checks of `unpack_labels` in bounded memory, keeping no labels."""
+    buf = np.frombuffer(data, np.uint8)
+    check_padding(buf, count, bits)
+    if k & (k - 1) == 0:
+        return
+    if 8 % bits == 0 and bits < 16:
+        # One lookup per byte: does this byte hold a label >= k?
+        if not (byte_table(bits) >= k).any(axis=1)[buf].any():
+            return
+    for start in range(0, count, CHUNK):
+        n = min(CHUNK, count - start)
+        check_range(unpack_range(buf, start, n, bits), k, width, start)
 
 
 def unpack_range(buf: np.ndarray, start: int, count: int, bits: int) -> np.ndarray:
@@ -83,10 +98,30 @@ def unpack_range(buf: np.ndarray, start: int, count: int, bits: int) -> np.ndarr
         return span.view(">u2").astype(np.uint16)
     if 8 % bits == 0:
         return byte_table(bits)[span].reshape(-1)[skip // bits : skip // bits + count]
-    stream = np.unpackbits(span)[skip : skip + count * bits].reshape(count, bits)
-    wide = np.zeros((count, 16), np.uint8)
-    wide[:, 16 - bits :] = stream
-    return np.packbits(wide, axis=1).view(">u2").reshape(-1)
+    return _unpack_groups(buf, start, count, bits)
+
+
+def _unpack_groups(buf: np.ndarray, start: int, count: int, bits: int) -> np.ndarray:
+    """Any width: 8 labels fill exactly `bits` bytes, so work on groups of 8 labels.
+
+    Label j of a group starts at bit j*bits and lies within the 3 bytes from
+    byte j*bits // 8; reading that 24-bit window column by column needs no
+    per-label index arrays.
+    """
+    first = start - start % 8
+    groups = -(-(start + count - first) // 8)
+    raw = buf[first * bits // 8 : (first // 8 + groups) * bits]
+    grid = np.zeros((groups, bits + 2), np.uint32)  # 2 spare zero bytes: a window may run past the group
+    flat = np.zeros(groups * bits, np.uint8)
+    flat[: raw.size] = raw
+    grid[:, :bits] = flat.reshape(groups, bits)
+    out = np.empty((groups, 8), np.uint16)
+    mask = np.uint32((1 << bits) - 1)
+    for j in range(8):
+        byte, bit = divmod(j * bits, 8)
+        window = (grid[:, byte] << 16) | (grid[:, byte + 1] << 8) | grid[:, byte + 2]
+        out[:, j] = (window >> np.uint32(24 - bits - bit)) & mask
+    return out.reshape(-1)[start - first : start - first + count]
 
 
 def byte_table(bits: int) -> np.ndarray:

@@ -33,7 +33,7 @@ from .choose_k import AUTO_KS, FitSettings
 from .codec import PILLOW_LIMIT, decode
 from .container import parse_header
 from .errors import KmqError, OutputError
-from .files import atomic_write, load_image, read_bytes
+from .files import atomic_write, check_output, load_image, read_bytes
 from .outputs import (
     PLOT_EXTRA,
     check_free,
@@ -289,9 +289,8 @@ def run_decode(args: argparse.Namespace) -> int:
     labels_path = Path(args.labels) if args.labels else None
     # Check every output before decoding, so a bad name costs nothing and writes nothing.
     for path in [output] * want_image + [labels_path] * bool(labels_path):
+        check_output(path, overwrite=args.force)
         pillow_format(path)
-        if not args.force and path.exists():
-            raise OutputError(f"output exists: {path} (use --force to overwrite)")
     limit = args.max_pixels if args.max_pixels is not None else PILLOW_LIMIT
     image = decode(read_bytes(source), max_pixels=limit)
     if args.masks:
@@ -388,8 +387,8 @@ def run_sweep(args: argparse.Namespace) -> int:
     sheet = Path(args.sheet) if args.sheet else None
     # Check the outputs and the plot's extra before the (long) sweep, not after it.
     for path in (plot, sheet):
-        if path is not None and not args.force and path.exists():
-            raise OutputError(f"output exists: {path} (use --force to overwrite)")
+        if path is not None:
+            check_output(path, overwrite=args.force)
     if sheet is not None:
         image_format(sheet)
     if plot is not None:

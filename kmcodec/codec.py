@@ -160,18 +160,10 @@ class KmqImage:
         return self.bits_per_pixel in (1, 2, 4, 8)
 
     def validate_labels(self) -> None:
-        """Enforce padding and label < k; cheap per byte when b divides 8."""
-        count, bits, k = self.width * self.height, self.bits_per_pixel, self.k
-        if bits == 0:  # k == 1: no label stream, every pixel is entry 0; allocate nothing for W x H
+        """Enforce padding and label < k in bounded memory, keeping no labels."""
+        if self.bits_per_pixel == 0:  # k == 1: no label stream, every pixel is entry 0; allocate nothing for W x H
             return
-        if not self._byte_path():
-            self._labels = bitpack.unpack_labels(self._payload, count, bits, k, self.width)
-            return
-        bitpack.check_padding(self._payload, count, bits)
-        table = bitpack.byte_table(bits)
-        bad_byte = (table >= k).any(axis=1)
-        if bad_byte[self._payload].any():
-            self._labels = bitpack.unpack_labels(self._payload, count, bits, k, self.width)  # raises, with position
+        bitpack.check_labels(self._payload, self.width * self.height, self.bits_per_pixel, self.k, self.width)
 
     @property
     def labels(self) -> np.ndarray:
@@ -184,7 +176,7 @@ class KmqImage:
     def to_array(self) -> np.ndarray:
         """The decoded pixels, height x width x channels uint8."""
         count, channels = self.width * self.height, self.channels
-        if self._byte_path() and self._labels is None:
+        if self._byte_path():
             # One gather per packed byte: table[byte] holds the colours of all its pixels.
             per_byte = 8 // self.bits_per_pixel
             table = self.palette[np.minimum(bitpack.byte_table(self.bits_per_pixel), self.k - 1)]
@@ -193,7 +185,16 @@ class KmqImage:
             rows = np.ascontiguousarray(table).reshape(256, per_byte * channels).view(np.dtype((np.void, per_byte * channels)))
             flat = rows.reshape(256)[self._payload].view(np.uint8)
             return flat[: count * channels].reshape(self.height, self.width, channels)
-        return self.palette[self.labels]
+        out = np.empty((count, channels), np.uint8)
+        for start, band in self._bands(bitpack.CHUNK):
+            out[start : start + band.shape[0]] = self.palette[band]
+        return out.reshape(self.height, self.width, channels)
+
+    def _bands(self, pixels: int) -> Iterator[tuple[int, np.ndarray]]:
+        """(first pixel, labels) for consecutive runs of `pixels` labels, read straight from the bits."""
+        count = self.width * self.height
+        for start in range(0, count, pixels):
+            yield start, bitpack.unpack_range(self._payload, start, min(pixels, count - start), self.bits_per_pixel)
 
     def iter_rows(self, rows: int = 256) -> Iterator[np.ndarray]:
         """Yield the image in bands of `rows` rows (the last may be shorter), reading only their bits.
@@ -202,10 +203,8 @@ class KmqImage:
         """
         if rows < 1:
             raise ParameterError(f"rows must be at least 1, got {rows}")
-        for top in range(0, self.height, rows):
-            n = min(rows, self.height - top)
-            band = bitpack.unpack_range(self._payload, top * self.width, n * self.width, self.bits_per_pixel)
-            yield self.palette[band].reshape(n, self.width, self.channels)
+        for start, band in self._bands(rows * self.width):
+            yield self.palette[band].reshape(-1, self.width, self.channels)
 
     def mask(self, index: int) -> np.ndarray:
         """Boolean height x width mask of the pixels labelled `index` (one cluster of the segmentation)."""

@@ -25,6 +25,15 @@ os.umask(_UMASK)
 OUTPUT_MODE = 0o666 & ~_UMASK
 
 
+def check_output(path: "str | os.PathLike[str]", *, overwrite: bool) -> None:
+    """Refuse an output name that is a directory, or that exists when not overwriting."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a directory")
+    if not overwrite and path.exists():
+        raise OutputError(f"output exists: {path} (use --force to overwrite)")
+
+
 def atomic_write(path: "str | os.PathLike[str]", write: Callable[[object], None], *, overwrite: bool = True) -> None:
     """Call `write(file)` on a temporary file beside `path`, then move it into place.
 
@@ -32,8 +41,7 @@ def atomic_write(path: "str | os.PathLike[str]", write: Callable[[object], None]
     the final move (a hard link, which fails if the name was taken meanwhile).
     """
     path = Path(path)
-    if not overwrite and path.exists():
-        raise OutputError(f"output exists: {path} (use --force to overwrite)")
+    check_output(path, overwrite=overwrite)
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         problem = "is not a directory" if directory.exists() else "does not exist"

@@ -72,8 +72,8 @@ def from_pil(image: Image.Image) -> Pixels:
     if mode == "P":
         has_alpha = "transparency" in image.info or image.palette is not None and image.palette.mode == "RGBA"
         target = "RGBA" if has_alpha else "RGB"
-    elif mode in GREY_MODES:
-        target = "L"
+    elif mode in GREY_MODES or mode in ("LA", "La") and image.getextrema()[1][0] == 255:
+        target = "L"  # grey with an alpha channel that is opaque everywhere stays one channel
     elif mode in ALPHA_MODES:
         target = "RGBA"
     else:
@@ -83,7 +83,7 @@ def from_pil(image: Image.Image) -> Pixels:
         notes.append(f"{mode} scaled to 8-bit grey")
     elif mode != target:
         image = image.convert(target)
-        notes.append(f"{mode} converted to {target}")
+        notes.append(f"{mode} converted to {target}" + (" (alpha opaque everywhere)" if mode in ("LA", "La") and target == "L" else ""))
     array = np.asarray(image)
     if target == "RGBA" and bool((array[:, :, 3] == 255).all()):
         array = array[:, :, :3]

@@ -104,6 +104,8 @@ ERRORS = [
     ("decode-unknown-extension", ["decode", "rgba.kmq", "-o", "out.xyz"], "no image format for extension '.xyz'"),
     ("decode-rgba-to-jpeg", ["decode", "rgba.kmq", "-o", "out.jpg"], "cannot write out.jpg"),
     ("decode-over-pixel-limit", ["decode", "rgba.kmq", "-o", "out.png", "--max-pixels", "29"], "too many pixels: 6x5 = 30, limit 29"),
+    ("encode-output-is-a-directory-no-force", ["encode", "flat.png", "-k", "4", "-o", "a_dir"], "cannot write a_dir: it is a directory"),
+    ("decode-output-is-a-directory", ["decode", "rgba.kmq", "-o", "a_dir"], "cannot write a_dir: it is a directory"),
     ("info-corrupt-kmq", ["info", "corrupt.kmq"], "bad check at byte 45"),
     ("info-truncated-kmq", ["info", "truncated.kmq"], "truncated: header says"),
     ("info-zero-byte-file", ["info", "empty.kmq"], "not a .kmq file"),
