@@ -11,9 +11,13 @@ Colours are packed into uint32 keys, channel 0 in the highest used byte:
 channels   key                               distinct-colour search
 =========  ================================  ====================================
 1          ``v``                             256-entry table
-3          ``r << 16 | g << 8 | b``          2**24-entry uint32 table (64 MB)
+3          ``r << 16 | g << 8 | b``          2**24-entry uint8 table (16 MB)
 4          ``r << 24 | g << 16 | b << 8 | a``  sort (``np.unique``)
 =========  ================================  ====================================
+
+For 1 or 3 channels, counting (U <= ``MAX_COUNTED``) then goes through a
+uint32 colour -> index table (64 MB for RGB, freed at once) and one
+``np.bincount`` per chunk; no int64 table of 2**24 entries is ever made.
 
 When U exceeds ``max_points`` (noisy images, huge photos) k-means runs on a
 reduction instead: pixels are grouped into cells of a colour grid with
@@ -32,9 +36,9 @@ import numpy as np
 
 # Rows of pixels per chunk in the pixel passes: bounds the temporaries
 # (keys, gathers) to a few MB whatever the image size.
-CHUNK_PIXELS = 1 << 20
+CHUNK_PIXELS = 1 << 18
 # Above this many distinct colours k-means runs on grid cells (module docstring).
-MAX_POINTS = 1 << 17
+MAX_POINTS = 1 << 15
 # Up to this many distinct colours (1 or 3 channels) each is counted exactly
 # even when k-means runs on the reduction: it makes the cost a dot product.
 MAX_COUNTED = 1 << 22
@@ -43,6 +47,7 @@ REDUCE_BITS = 6
 # Grid of the coarse set that cheap restarts run on.
 COARSE_BITS = 5
 COARSE_MAX_POINTS = 1 << 14
+COARSE_MIN_POINTS = 1 << 12
 
 
 def pack_keys(pixels: np.ndarray) -> np.ndarray:
@@ -111,6 +116,8 @@ class ColourHistogram:
         Exact channel sums of each point's pixels (``points * weights``).
     bits : int or None
         Grid bits per channel of the reduction, None when exact.
+    cell_of : ndarray, (U,) int32 or None
+        For a reduction of counted colours, the point (cell) of each colour.
     """
 
     pixels: np.ndarray
@@ -120,6 +127,7 @@ class ColourHistogram:
     weights: np.ndarray
     sums: np.ndarray
     bits: int | None
+    cell_of: np.ndarray | None = None
 
     @property
     def channels(self) -> int:
@@ -144,13 +152,20 @@ class ColourHistogram:
         return unpack_keys(self.keys, self.channels)
 
     def coarse(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(points, weights, sums) on a coarser grid, for cheap restarts."""
+        """(points, weights, sums) on a coarser grid, for cheap restarts.
+
+        Cells of ``COARSE_BITS`` bits per channel (fewer while there are more
+        than ``COARSE_MAX_POINTS``); the points themselves when there are at
+        most ``COARSE_MIN_POINTS``.
+        """
+        if self.points.shape[0] <= COARSE_MIN_POINTS:
+            return self.points, self.weights, self.sums
         bits = COARSE_BITS
-        pts, w, s = self.points, self.weights, self.sums
-        while pts.shape[0] > COARSE_MAX_POINTS and bits >= 1:
+        while True:
             pts, w, s = _group(cell_keys(self.points, bits), self.weights, self.sums)
+            if pts.shape[0] <= COARSE_MAX_POINTS or bits == 1:
+                return pts, w, s
             bits -= 1
-        return pts, w, s
 
 
 def _group(cells: np.ndarray, weights: np.ndarray, sums: np.ndarray):
@@ -173,8 +188,8 @@ def _present(table: np.ndarray) -> np.ndarray:
     )
 
 
-def _distinct_by_table(pixels: np.ndarray, dtype=np.uint32) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct keys and the (2**(8C),) presence table, for C in (1, 3)."""
+def _distinct_by_table(pixels: np.ndarray, dtype=np.uint8) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct keys and the 2**(8C) presence table they came from, C in (1, 3)."""
     table = np.zeros(1 << (8 * pixels.shape[2]), dtype=dtype)
     for _, chunk in iter_pixel_chunks(pixels):
         table[pack_keys(chunk)] = 1
@@ -184,7 +199,7 @@ def _distinct_by_table(pixels: np.ndarray, dtype=np.uint32) -> tuple[np.ndarray,
 def distinct_keys(pixels: np.ndarray) -> np.ndarray:
     """Sorted packed keys of the distinct colours of an (H, W, C) uint8 image."""
     if pixels.shape[2] in (1, 3):
-        return _distinct_by_table(pixels, np.uint8)[0]
+        return _distinct_by_table(pixels)[0]
     return np.unique(pack_keys(pixels))
 
 
@@ -200,7 +215,7 @@ def _reduce_colours(colours: np.ndarray, counts: np.ndarray, max_points: int):
     s = np.empty((uniq.size, colours.shape[1]))
     for i in range(colours.shape[1]):
         s[:, i] = np.bincount(inv, weights=counts * colours[:, i], minlength=uniq.size)
-    return s / w[:, None], w, s, bits
+    return s / w[:, None], w, s, bits, inv.astype(np.int32)
 
 
 def _reduce_pixels(pixels: np.ndarray, max_points: int):
@@ -240,28 +255,30 @@ def colour_histogram(pixels: np.ndarray, *, max_points: int | None = MAX_POINTS)
     """
     h, w, c = pixels.shape
     if c in (1, 3):
-        keys, table = _distinct_by_table(pixels)
+        # A uint8 presence table first (a uint32 one is slower to scatter
+        # into and scan), then a uint32 colour -> index table for counting.
+        keys, _ = _distinct_by_table(pixels)
         u = keys.size
+        counts = None
         if max_points is None or u <= MAX_COUNTED:
-            table[keys] = np.arange(u, dtype=np.uint32)
+            index = np.zeros(1 << (8 * c), dtype=np.uint32)
+            index[keys] = np.arange(u, dtype=np.uint32)
             counts = np.zeros(u, dtype=np.int64)
             for _, chunk in iter_pixel_chunks(pixels):
-                counts += np.bincount(table[pack_keys(chunk)], minlength=u)
-            del table
-        else:
-            del table
-            counts = None
+                counts += np.bincount(index[pack_keys(chunk)], minlength=u)
+            del index
     else:
         keys, counts = np.unique(pack_keys(pixels), return_counts=True)
+    cell_of = None
     if max_points is None or keys.size <= max_points:
         points = unpack_keys(keys, c).astype(np.float64)
         weights = counts.astype(np.float64)
         sums = points * weights[:, None]
         bits = None
     elif counts is not None:
-        points, weights, sums, bits = _reduce_colours(unpack_keys(keys, c), counts, max_points)
+        points, weights, sums, bits, cell_of = _reduce_colours(unpack_keys(keys, c), counts, max_points)
     else:
         points, weights, sums, bits = _reduce_pixels(pixels, max_points)
     for a in (keys, points, weights, sums):
         a.flags.writeable = False
-    return ColourHistogram(pixels, keys, counts, points, weights, sums, bits)
+    return ColourHistogram(pixels, keys, counts, points, weights, sums, bits, cell_of)

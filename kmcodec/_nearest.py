@@ -13,12 +13,35 @@ import numpy as np
 
 # Elements of the (points x centres) score block per chunk: 16 MB of float32.
 BLOCK = 1 << 22
+# Outputs per BLAS call (see matmul_thin).
+BLAS_BLOCK = 1 << 16
 # Above this many (colour, entry) pairs the grid search is faster.
 BRUTE_LIMIT = 1 << 21
 # Finest grid per channel count: the cell tables stay <= 2**21 entries.
 MAX_GRID_BITS = {1: 8, 2: 8, 3: 7, 4: 5}
+# (cell, entry) pairs tested at the coarsest level of the grid search.
+START_PAIRS = 1 << 16
+# Grid cell side ~ typical entry spacing / this.
+GRID_SIDE_DIVISOR = 8.0
+# Label whole cells at once when colours fill at least this share of them.
+DENSE_FILL = 0.25
 # Colours per chunk in the grid search's per-colour passes.
 GRID_CHUNK = 1 << 18
+
+
+def matmul_thin(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for a thin inner dimension (C <= 4), in single-threaded blocks.
+
+    OpenBLAS runs a product on one thread while m*n*k <= 262144; with k <= 4,
+    blocks of at most ``BLAS_BLOCK`` outputs stay below that. Threads only
+    cost time on such thin products, and far more on a busy machine.
+    """
+    n, m = a.shape[0], b.shape[1]
+    out = np.empty((n, m), dtype=np.result_type(a, b))
+    rows = max(1, BLAS_BLOCK // max(1, m))
+    for i in range(0, n, rows):
+        np.matmul(a[i : i + rows], b, out=out[i : i + rows])
+    return out
 
 
 def _chunk_rows(k: int) -> int:
@@ -44,7 +67,7 @@ def nearest_exact(colours: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray,
     """
     n = colours.shape[0]
     k = palette.shape[0]
-    if k > 8 and n * k > BRUTE_LIMIT:
+    if colours.shape[1] == 3 and k >= 32 and n * k > BRUTE_LIMIT:
         return _nearest_grid(colours, palette)
     return _nearest_brute(colours, palette)
 
@@ -65,7 +88,7 @@ def _nearest_brute(colours: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray
     step = _chunk_rows(k)
     for i in range(0, n, step):
         x = colours[i : i + step].astype(np.float32)
-        score = x @ neg2pt
+        score = matmul_thin(x, neg2pt)
         score += pp
         lab = np.argmin(score, axis=1)
         labels[i : i + step] = lab
@@ -101,7 +124,7 @@ def two_nearest(x: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndar
     for i in range(0, n, step):
         xi = x[i : i + step]
         r = rows[: xi.shape[0]]
-        score = xi @ neg2ct
+        score = matmul_thin(xi, neg2ct)
         score += cc
         lab = np.argmin(score, axis=1)
         xx = np.einsum("ij,ij->i", xi, xi)
@@ -126,101 +149,233 @@ def _cell_keys(colours: np.ndarray, bits: int) -> np.ndarray:
     return keys
 
 
+def _coarsen(cells: np.ndarray, bits: int, to_bits: int, c: int) -> np.ndarray:
+    """Keys at ``to_bits`` per channel of the cells with keys at ``bits``."""
+    mask = (1 << bits) - 1
+    shift = bits - to_bits
+    out = np.zeros_like(cells)
+    for i in range(c):
+        out <<= to_bits
+        out |= ((cells >> (bits * (c - 1 - i))) & mask) >> shift
+    return out
+
+
 def _cell_boxes(cells: np.ndarray, bits: int, c: int) -> tuple[np.ndarray, np.ndarray]:
     """Inclusive integer corners (lo, hi), (n, C) each, of grid cells."""
     mask = (1 << bits) - 1
     side = 1 << (8 - bits)
     idx = np.stack([(cells >> (bits * (c - 1 - i))) & mask for i in range(c)], axis=1)
-    lo = idx * side
-    return lo, lo + (side - 1)
+    lo = (idx * side).astype(np.int32)
+    return lo, lo + np.int32(side - 1)
+
+
+def _candidates(final_cells: np.ndarray, bits_final: int, pal: np.ndarray):
+    """Per-cell candidate lists (CSR) for the occupied cells of the final grid.
+
+    Entry p is dropped from a cell's list when some entry q is strictly nearer
+    than p at every point of the cell's box. q is the entry whose farthest box
+    corner is nearest; ``|x-p|^2 - |x-q|^2`` is linear in x, so its minimum over
+    the box is at the corner picked per channel by the sign of ``q - p``. Lists
+    are built coarse to fine, each cell testing only its parent's list, and
+    stay in ascending entry order.
+
+    Returns
+    -------
+    cells : (m,) int64 sorted cell keys; starts, counts : (m,) int64; entries : (pairs,) int64
+    """
+    k, c = pal.shape
+    pal = pal.astype(np.int32)  # every quantity below is < 2**21
+    pp = np.einsum("ij,ij->i", pal, pal)
+    bits0 = int(np.clip(int(np.log2(START_PAIRS / k) // c), 1, bits_final))
+    cells = np.unique(_coarsen(final_cells, bits_final, bits0, c))
+    pair_cell = np.repeat(np.arange(cells.size, dtype=np.int32), k)
+    pair_entry = np.tile(np.arange(k, dtype=np.int32), cells.size)
+    counts = np.full(cells.size, k)
+    starts = np.arange(cells.size) * k
+    for bits in range(bits0, bits_final + 1):
+        if bits > bits0:
+            # Expand each parent's list to its occupied children.
+            child = final_cells if bits == bits_final else np.unique(_coarsen(final_cells, bits_final, bits, c))
+            parent = np.searchsorted(cells, _coarsen(child, bits, bits - 1, c))
+            lengths = counts[parent]
+            offsets = np.repeat(starts[parent] - np.cumsum(lengths) + lengths, lengths)
+            pair_entry = pair_entry[offsets + np.arange(offsets.size)]
+            pair_cell = np.repeat(np.arange(child.size, dtype=np.int32), lengths)
+            cells = child
+            counts = lengths
+            starts = np.cumsum(counts) - counts
+        lo, hi = _cell_boxes(cells, bits, c)
+        plo = lo[pair_cell]
+        phi = hi[pair_cell]
+        p = pal[pair_entry]
+        far = np.maximum(p - plo, phi - p)
+        dmax = np.einsum("ij,ij->i", far, far)
+        best = np.minimum.reduceat(dmax, starts)
+        first = np.flatnonzero(dmax == best[pair_cell])
+        first = first[np.r_[True, pair_cell[first[1:]] != pair_cell[first[:-1]]]]
+        q = pair_entry[first][pair_cell]
+        v = pal[q] - p
+        corner = np.where(v >= 0, plo, phi)
+        gap = pp[pair_entry] - pp[q] + 2 * np.einsum("ij,ij->i", corner, v)
+        keep = gap <= 0
+        pair_cell = pair_cell[keep]
+        pair_entry = pair_entry[keep]
+        counts = np.bincount(pair_cell, minlength=cells.size)
+        starts = np.cumsum(counts) - counts
+    return cells, starts, counts, pair_entry
+
+
+def _grid_bits(k: int, c: int) -> int:
+    spacing = 256.0 / k ** (1.0 / c)  # typical distance between entries
+    side = max(1.0, spacing / GRID_SIDE_DIVISOR)
+    return int(np.clip(8 - int(np.floor(np.log2(side))), 1, MAX_GRID_BITS[c]))
 
 
 def _nearest_grid(colours: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Exact nearest entry via per-cell candidate lists on a colour grid.
 
-    Every grid cell occupied by a colour gets the list of entries that can be
-    nearest to some point of the cell: those whose distance to the cell's box
-    is at most T, the least over entries of the distance to the box's farthest
-    corner (any point of the box is within T of that entry). Lists are built
-    coarse to fine, each cell testing only its parent's list, and stay in
-    ascending entry order, so scanning a list with a strict ``<`` keeps the
-    lowest index among ties. Each colour then tests only its cell's list.
+    Each occupied grid cell gets the entries that can be nearest somewhere in
+    it (:func:`_candidates`); lists are in ascending entry order, so scanning
+    with a strict ``<`` keeps the lowest index among ties. Sparse colours test
+    their cell's list one by one; when the colours fill much of their cells
+    (noise), every colour of each cell is labelled at once into a lookup table.
     """
     n, c = colours.shape
     k = palette.shape[0]
-    pal = palette.astype(np.int32)
-    spacing = 256.0 / k ** (1.0 / c)  # typical distance between entries
-    side = max(1.0, spacing / 4.0)
-    bits_final = int(np.clip(8 - int(np.floor(np.log2(side))), 1, MAX_GRID_BITS[c]))
-    bits0 = int(np.clip(int(np.log2(BLOCK / k) // c), 1, bits_final))
-
-    occupied = np.zeros(1 << (c * bits_final), dtype=bool)
+    pal = palette.astype(np.int64)
+    bits = _grid_bits(k, c)
+    occupied = np.zeros(1 << (c * bits), dtype=bool)
     for i in range(0, n, GRID_CHUNK):
-        occupied[_cell_keys(colours[i : i + GRID_CHUNK], bits_final)] = True
+        occupied[_cell_keys(colours[i : i + GRID_CHUNK], bits)] = True
     final_cells = np.flatnonzero(occupied).astype(np.int64)
     del occupied
-
-    cells = np.unique(final_cells >> (c * (bits_final - bits0)))
-    pair_cell = np.repeat(np.arange(cells.size), k)
-    pair_entry = np.tile(np.arange(k), cells.size)
-    for bits in range(bits0, bits_final + 1):
-        if bits > bits0:
-            # Expand each parent's list to its occupied children.
-            child = np.unique(final_cells >> (c * (bits_final - bits)))
-            parent = np.searchsorted(cells, child >> c)
-            lengths = counts[parent]
-            offsets = np.repeat(starts[parent] - np.cumsum(lengths) + lengths, lengths)
-            pair_entry = pair_entry[offsets + np.arange(offsets.size)]
-            pair_cell = np.repeat(np.arange(child.size), lengths)
-            cells = child
-        lo, hi = _cell_boxes(cells, bits, c)
-        p = pal[pair_entry]
-        plo = lo[pair_cell] - p
-        phi = p - hi[pair_cell]
-        dmin = (np.maximum(plo, 0) + np.maximum(phi, 0)) ** 2
-        dmax = np.maximum(-plo, -phi) ** 2
-        dmin = dmin.sum(axis=1)
-        dmax = dmax.sum(axis=1)
-        counts = np.bincount(pair_cell, minlength=cells.size)
-        starts = np.cumsum(counts) - counts
-        bound = np.minimum.reduceat(dmax, starts)
-        keep = dmin <= bound[pair_cell]
-        pair_cell = pair_cell[keep]
-        pair_entry = pair_entry[keep]
-        counts = np.bincount(pair_cell, minlength=cells.size)
-        starts = np.cumsum(counts) - counts
-
-    position = np.zeros(1 << (c * bits_final), dtype=np.int32)
+    cells, starts, counts, entries = _candidates(final_cells, bits, pal)
+    if n >= DENSE_FILL * cells.size * (1 << (c * (8 - bits))):
+        return _label_dense(colours, pal, bits, cells, starts, counts, entries)
+    position = np.zeros(1 << (c * bits), dtype=np.int32)
     position[cells] = np.arange(cells.size, dtype=np.int32)
     labels = np.empty(n, dtype=np.int64)
     sq_dist = np.empty(n, dtype=np.int64)
-    entries = pair_entry.astype(np.int32)
+    pal32 = pal.astype(np.int32)
     for i in range(0, n, GRID_CHUNK):
         x = colours[i : i + GRID_CHUNK].astype(np.int32)
-        pos = position[_cell_keys(colours[i : i + GRID_CHUNK], bits_final)]
+        pos = position[_cell_keys(colours[i : i + GRID_CHUNK], bits)]
         st = starts[pos]
         ct = counts[pos]
         best = entries[st]
-        diff = x - pal[best]
+        diff = x - pal32[best]
         bestd = np.einsum("ij,ij->i", diff, diff)
-        width = 1
-        while True:
-            sel = np.flatnonzero(ct > width)
-            if sel.size == 0:
-                break
-            width = min(2 * width, int(ct[sel].max()))
-            xs, sts, cts = x[sel], st[sel], ct[sel]
-            bs, bd = best[sel], bestd[sel]
-            for j in range(1, width):
-                e = entries[sts + np.minimum(j, cts - 1)]
-                diff = xs - pal[e]
-                d = np.einsum("ij,ij->i", diff, diff)
-                better = d < bd
-                bd = np.where(better, d, bd)
-                bs = np.where(better, e, bs)
-            best[sel] = bs
-            bestd[sel] = bd
-            break
+        # Colours in buckets of list length (1, 2], (2, 4], (4, 8], ...: each
+        # bucket scans its lists padded (last entry repeated) to the bucket's width.
+        lo_width = 1
+        while np.any(ct > lo_width):
+            hi_width = 2 * lo_width
+            sel = np.flatnonzero((ct > lo_width) & (ct <= hi_width))
+            if sel.size:
+                xs, sts, last = x[sel], st[sel], ct[sel] - 1
+                bs, bd = best[sel], bestd[sel]
+                for j in range(1, min(hi_width, int(last.max()) + 1)):
+                    e = entries[sts + np.minimum(j, last)]
+                    diff = xs - pal32[e]
+                    d = np.einsum("ij,ij->i", diff, diff)
+                    better = d < bd
+                    bd[better] = d[better]
+                    bs[better] = e[better]
+                best[sel] = bs
+                bestd[sel] = bd
+            lo_width = hi_width
         labels[i : i + GRID_CHUNK] = best
         sq_dist[i : i + GRID_CHUNK] = bestd
     return labels, sq_dist
+
+
+def _label_dense(colours, pal, bits, cells, starts, counts, entries):
+    """Label every colour of every occupied cell into a lookup table, then gather."""
+    from ._histogram import pack_keys
+
+    lut = _fill_lut(pal, bits, cells, starts, counts, entries)
+    labels = np.empty(colours.shape[0], dtype=np.int64)
+    sq_dist = np.empty(colours.shape[0], dtype=np.int64)
+    pal32 = pal.astype(np.int32)
+    for i in range(0, colours.shape[0], GRID_CHUNK):
+        chunk = colours[i : i + GRID_CHUNK]
+        lab = lut[pack_keys(chunk)]
+        diff = chunk.astype(np.int32) - pal32[lab]
+        labels[i : i + GRID_CHUNK] = lab
+        sq_dist[i : i + GRID_CHUNK] = np.einsum("ij,ij->i", diff, diff)
+    return labels, sq_dist
+
+
+def nearest_lut(keys: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """Lookup table over all 2**24 RGB keys, exact for every key listed in ``keys``.
+
+    For images with millions of distinct colours: labels whole grid cells at
+    once (:func:`_fill_lut`) instead of colour by colour. Entries of keys not
+    listed are unspecified. The table is uint8 for k <= 256, else uint16.
+    """
+    k, c = palette.shape
+    pal = palette.astype(np.int64)
+    bits = _grid_bits(k, c)
+    occupied = np.zeros(1 << (c * bits), dtype=bool)
+    shift = 8 - bits
+    for i in range(0, keys.size, GRID_CHUNK):
+        kk = keys[i : i + GRID_CHUNK]
+        cell = (kk >> (16 + shift)) << (2 * bits)
+        cell |= ((kk >> (8 + shift)) & ((1 << bits) - 1)) << bits
+        cell |= (kk >> shift) & ((1 << bits) - 1)
+        occupied[cell] = True
+    final_cells = np.flatnonzero(occupied).astype(np.int64)
+    del occupied
+    return _fill_lut(pal, bits, *_candidates(final_cells, bits, pal))
+
+
+def _fill_lut(pal, bits, cells, starts, counts, entries):
+    """Label every colour of every listed cell into a 2**(8C) lookup table.
+
+    Cells are grouped by list length m; for a group the scores of all its
+    colours against list slot j form one (colours per cell, cells) float32
+    matrix product, exact as in the module docstring.
+    """
+    c = pal.shape[1]
+    k = pal.shape[0]
+    side = 1 << (8 - bits)
+    grid = np.indices((side,) * c).reshape(c, -1).T  # (S, C) offsets in a cell
+    off_keys = grid @ (1 << (8 * np.arange(c - 1, -1, -1)))
+    lo, _ = _cell_boxes(cells, bits, c)
+    base_keys = lo @ (1 << (8 * np.arange(c - 1, -1, -1)))
+    dtype = np.uint8 if k <= 256 else np.uint16
+    lut = np.zeros(1 << (8 * c), dtype=dtype)
+    one = np.flatnonzero(counts == 1)
+    step = max(1, BLOCK // 4 // grid.shape[0])
+    for g0 in range(0, one.size, step):
+        # One candidate: the whole cell takes it.
+        g = one[g0 : g0 + step]
+        lut[(base_keys[g][:, None] + off_keys[None, :]).reshape(-1)] = np.repeat(
+            entries[starts[g]].astype(dtype), grid.shape[0]
+        )
+    palf = pal.astype(np.float32)
+    pp = np.einsum("ij,ij->i", palf, palf)
+    gridf = grid.astype(np.float32)
+    many = np.flatnonzero(counts > 1)
+    step = max(1, BLOCK // 4 // grid.shape[0])
+    order = many[np.argsort(counts[many], kind="stable")]
+    for g0 in range(0, order.size, step):
+        g = order[g0 : g0 + step]
+        m = int(counts[g].max())
+        last = counts[g] - 1
+        los = lo[g].astype(np.float32)
+        best = None
+        for j in range(m):
+            e = entries[starts[g] + np.minimum(j, last)]
+            pe = palf[e]  # (G, C)
+            # score (S, G) = |p|^2 - 2 (lo + off).p
+            score = matmul_thin(gridf, -2.0 * pe.T)
+            score += pp[e] - 2.0 * np.einsum("ij,ij->i", los, pe)
+            if best is None:
+                best, bestd = np.broadcast_to(e, score.shape).copy(), score
+            else:
+                better = score < bestd
+                np.copyto(bestd, score, where=better)
+                np.copyto(best, np.broadcast_to(e, score.shape), where=better)
+        lut[(base_keys[g][None, :] + off_keys[:, None]).reshape(-1)] = best.reshape(-1)
+    return lut

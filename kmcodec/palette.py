@@ -8,24 +8,36 @@ pixels and channels, in 0..255 units.
 How :func:`fit_palette` works
 -----------------------------
 1. Histogram (:func:`colour_histogram`): the U distinct colours and their
-   pixel counts, in O(N) vectorised passes. Above ``MAX_POINTS`` distinct
-   colours k-means runs on a colour-grid reduction (``kmcodec._histogram``).
-   Build it once and pass it instead of the pixels to fit many K cheaply.
-2. If U <= k the palette is exactly the U colours (lossless).
-3. Restarts: ``n_init`` candidates on a coarse grid of the histogram (at most
-   ``2**14`` weighted points): Wu's variance-cut quantiser for one, weighted
-   greedy k-means++ (:func:`kmeans_plusplus`) for the others, each followed by
-   Lloyd. The candidate with the lowest coarse SSE wins.
-4. Refinement: Lloyd on the full histogram from the winner's centres. Lloyd
-   uses float32 distances and Hamerly's bounds, so after the first iterations
-   only points near a Voronoi boundary are recomputed. Empty clusters are
-   re-seeded at the point contributing the most error. It stops at
-   ``max_iter``, when the centres move less than ``tol`` (relative to the data
-   variance, as in scikit-learn), or when the rounded palette stops changing.
-5. Palette = centres rounded and clipped to 0..255, duplicates merged, sorted
-   (:data:`PALETTE_ORDER`); every distinct colour gets its exact nearest
-   entry (ties to the lowest index); unused entries are dropped, so
-   k_out <= k. The cost is then summed exactly in integers.
+   pixel counts, in O(N) vectorised passes over the pixels. Above
+   ``MAX_POINTS`` (2**15) distinct colours k-means runs on 6-bit colour-grid
+   cells (``kmcodec._histogram``). Build it once and pass it instead of the
+   pixels to fit many k without redoing the pixel passes.
+2. If U <= k the palette is exactly the U colours (lossless, cost 0).
+3. Restarts: ``n_init`` candidates on a coarse 5-bit grid of the histogram
+   (at most 2**14 weighted points): Wu's variance-cut quantiser (cumulative
+   colour moments) for the first, weighted greedy k-means++
+   (:func:`kmeans_plusplus`) for the others, each run through Lloyd.
+4. Refinement: the candidates are ranked by coarse SSE; the best few (as many
+   as ``REFINE_BUDGET`` allows, so several at small k) run Lloyd on the full
+   histogram and the lowest SSE wins. With up to ``MAX_EXACT_LLOYD`` colours
+   a reduced histogram then gets a few Lloyd steps on the exact colours.
+5. Lloyd (:func:`lloyd`) uses float32 distances and Hamerly's bounds, so after
+   the first iterations only points near a Voronoi boundary are searched.
+   Empty clusters are re-seeded at the point contributing the most error. It
+   stops at ``max_iter``, when the squared centre shifts sum below ``tol``
+   times the mean channel variance (scikit-learn's rule), when no label
+   changes, or (in the exact-colour step) when the rounded palette stops
+   changing.
+6. Palette = centres rounded and clipped to 0..255, duplicates merged, sorted
+   (:data:`PALETTE_ORDER`). For k >= ``POLISH_MIN_K``, up to
+   ``POLISH_STEPS`` Lloyd steps with rounded centres on the exact histogram
+   follow, kept only while the exact integer cost falls. Every distinct colour gets its exact nearest entry (ties to the
+   lowest index, ``kmcodec._nearest``); unused entries are dropped, so
+   k_out <= k. The cost is summed exactly in integers.
+
+Matrix products here are thin (inner dimension C <= 4) and run in blocks that
+OpenBLAS keeps on one thread (``_nearest.matmul_thin``): threads cost time on
+such products, several times more on a busy machine.
 """
 
 from __future__ import annotations
@@ -43,7 +55,7 @@ from ._histogram import (
     pack_keys,
     unpack_keys,
 )
-from ._nearest import nearest_exact, two_nearest
+from ._nearest import matmul_thin, nearest_exact, nearest_lut, two_nearest
 from .errors import ImageInputError, ParameterError
 from .layout import CHANNELS, MAX_K, MIN_K
 
@@ -65,6 +77,21 @@ PALETTE_ORDER = (
 # Hamerly's inter-centre bound needs a k x k distance matrix; above this k
 # only the second-nearest bound is used.
 MAX_K_PAIRWISE = 2048
+# Lloyd steps with rounded centres on the exact histogram at the end (_finish).
+POLISH_STEPS = 3
+# ... only from this k: below, rounding is a negligible share of the SSE.
+POLISH_MIN_K = 64
+# Refine the best few coarse candidates on the full set while
+# k * points * candidates stays under this budget (at most MAX_REFINE).
+REFINE_BUDGET = 1 << 23
+MAX_REFINE = 3
+# Up to this many distinct colours, Lloyd ends on the exact colours even when
+# the histogram is reduced (the cells only speed up the early iterations).
+MAX_EXACT_LLOYD = 1 << 18
+# Iterations there: at least EXACT_MIN_ITER, more while k * U * iterations
+# stays under EXACT_BUDGET (small images converge fully).
+EXACT_MIN_ITER = 3
+EXACT_BUDGET = 1 << 25
 
 
 @dataclass(frozen=True)
@@ -185,7 +212,10 @@ def kmeans_plusplus(
         raise ParameterError(f"weights: shape {w.shape}, allowed ({n},) non-negative, not all 0")
     rng = np.random.default_rng(seed)
     trials = n_local_trials if n_local_trials is not None else 2 + int(math.log(k))
+    # float64 throughout: distances of near-duplicate points must not round to
+    # zero and make an already chosen point drawable again.
     x = points.astype(np.float64)
+    xx = np.einsum("ij,ij->i", x, x)
     chosen = np.empty(k, dtype=np.int64)
     cum = np.cumsum(w)
     chosen[0] = min(np.searchsorted(cum, rng.random() * cum[-1], side="right"), n - 1)
@@ -200,9 +230,14 @@ def kmeans_plusplus(
         cand = np.minimum(cand, n - 1)
         # A draw can land on a zero-potential point only through rounding.
         cand = cand[pot[cand] > 0] if np.any(pot[cand] > 0) else np.flatnonzero(pot)[:1]
-        dc = ((x[:, None, :] - x[cand][None, :, :]) ** 2).sum(axis=2)
+        c = x[cand]
+        dc = matmul_thin(x, -2.0 * c.T)
+        dc += xx[:, None]
+        dc += np.einsum("ij,ij->i", c, c)
+        np.maximum(dc, 0.0, out=dc)
+        dc[cand, np.arange(cand.size)] = 0.0
         np.minimum(dc, d2[:, None], out=dc)
-        best = int(np.argmin(w @ dc))
+        best = int(np.argmin(np.einsum("i,ij->j", w, dc)))
         chosen[i] = cand[best]
         d2 = dc[:, best]
     return points[chosen].copy()
@@ -252,46 +287,57 @@ def wu_centres(points: np.ndarray, weights: np.ndarray, k: int, *, bits: int = 5
         return np.where(w > 0, s, 0.0)
 
     boxes = [(np.zeros(c, np.int64), np.full(c, side, np.int64))]
-    box_sse = [float(sse(stats(*boxes[0]))[0])]
+    box_stats = [stats(*boxes[0])[:, 0]]
+    box_sse = [float(sse(box_stats[0][:, None])[0])]
+    best_cut: dict[int, tuple | None] = {}
+
+    def find_cut(b):
+        # Lower halves at every cut position on every axis in one gather;
+        # upper halves are the box minus the lower half.
+        lo, hi = boxes[b]
+        his, axes, cuts = [], [], []
+        for axis in range(c):
+            pos = np.arange(lo[axis] + 1, hi[axis])
+            h = np.repeat(hi[None], pos.size, axis=0)
+            h[:, axis] = pos
+            his.append(h)
+            axes.append(np.full(pos.size, axis))
+            cuts.append(pos)
+        his = np.concatenate(his)
+        if his.shape[0] == 0:
+            return None
+        low = stats(np.repeat(lo[None], his.shape[0], axis=0), his)
+        high = box_stats[b][:, None] - low
+        ok = (low[0] > 0) & (high[0] > 0)
+        if not ok.any():
+            return None
+        s_low, s_high = sse(low), sse(high)
+        tot = np.where(ok, s_low + s_high, np.inf)
+        j = int(np.argmin(tot))
+        return int(np.concatenate(axes)[j]), int(np.concatenate(cuts)[j]), low[:, j], high[:, j], float(s_low[j]), float(s_high[j])
+
     while len(boxes) < k:
-        order = np.argsort(box_sse)[::-1]
-        for b in order:
-            if box_sse[b] <= 0:
-                b = None
+        b = None
+        for cand in np.argsort(box_sse, kind="stable")[::-1]:
+            if box_sse[cand] <= 0:
                 break
-            lo, hi = boxes[b]
-            best = None
-            for axis in range(c):
-                cuts = np.arange(lo[axis] + 1, hi[axis])
-                if cuts.size == 0:
-                    continue
-                his = np.repeat(hi[None], cuts.size, axis=0)
-                his[:, axis] = cuts
-                los = np.repeat(lo[None], cuts.size, axis=0)
-                los[:, axis] = cuts
-                a, z = stats(np.repeat(lo[None], cuts.size, 0), his), stats(los, np.repeat(hi[None], cuts.size, 0))
-                ok = (a[0] > 0) & (z[0] > 0)
-                if not ok.any():
-                    continue
-                tot = np.where(ok, sse(a) + sse(z), np.inf)
-                j = int(np.argmin(tot))
-                if best is None or tot[j] < best[0]:
-                    best = (tot[j], axis, cuts[j], float(sse(a)[j]), float(sse(z)[j]))
-            if best is not None:
+            if cand not in best_cut:
+                best_cut[cand] = find_cut(cand)
+            if best_cut[cand] is not None:
+                b = int(cand)
                 break
-        else:
-            b = None
-        if b is None or best is None:
+        if b is None:
             break
-        _, axis, cut, s1, s2 = best
+        axis, cut, st1, st2, s1, s2 = best_cut.pop(b)
         lo, hi = boxes[b]
         hi1 = hi.copy()
         hi1[axis] = cut
         lo2 = lo.copy()
         lo2[axis] = cut
         boxes[b] = (lo, hi1)
-        box_sse[b] = s1
+        box_stats[b], box_sse[b] = st1, s1
         boxes.append((lo2, hi))
+        box_stats.append(st2)
         box_sse.append(s2)
     st = stats(np.array([bx[0] for bx in boxes]), np.array([bx[1] for bx in boxes]))
     keep = st[0] > 0
@@ -315,7 +361,7 @@ def _half_separation(centres: np.ndarray) -> np.ndarray:
         return np.zeros(k)
     c = centres.astype(np.float64)
     cc = np.einsum("ij,ij->i", c, c)
-    d = cc[:, None] + cc[None, :] - 2.0 * (c @ c.T)
+    d = cc[:, None] + cc[None, :] - 2.0 * matmul_thin(c, c.T)
     np.fill_diagonal(d, np.inf)
     return 0.5 * np.sqrt(np.maximum(d.min(axis=1), 0.0))
 
@@ -329,7 +375,9 @@ def lloyd(
     max_iter: int,
     tol: float,
     stop_on_rounded: bool = False,
-) -> tuple[np.ndarray, np.ndarray, float, int]:
+    compute_inertia: bool = True,
+    bounds: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray | None, float | None, int]:
     """Weighted Lloyd iterations with Hamerly's bounds.
 
     Parameters
@@ -344,6 +392,12 @@ def lloyd(
         Absolute bound on the sum of squared centre shifts.
     stop_on_rounded : bool
         Also stop once the centres rounded to integers stop changing.
+    compute_inertia : bool
+        Finish with a full assignment to return labels and inertia (else None).
+    bounds : (labels, upper, lower), optional
+        Valid Hamerly bounds for ``centres`` (labels[i] is the nearest centre,
+        upper >= its distance, lower <= the second-nearest distance), to skip
+        the first full assignment.
 
     Returns
     -------
@@ -355,7 +409,10 @@ def lloyd(
     x = points.astype(np.float32)
     k = centres.shape[0]
     centres = centres.astype(np.float64)
-    a, u, lb = two_nearest(x, centres)
+    if bounds is None:
+        a, u, lb = two_nearest(x, centres)
+    else:
+        a, u, lb = (b.copy() for b in bounds)
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
         s, w = _update(a, sums, weights, k)
@@ -399,8 +456,10 @@ def lloyd(
             lb[cand] = lc
         if changed == 0:
             break
+    if not compute_inertia:
+        return centres, None, None, n_iter
     a, d1, _ = two_nearest(x, centres)
-    inertia = float(weights @ (d1 * d1))
+    inertia = float(np.einsum("i,i,i->", weights, d1, d1))
     return centres, a, inertia, n_iter
 
 
@@ -424,20 +483,63 @@ def _labels_for_pixels(hist: ColourHistogram, colour_labels: np.ndarray, k_out: 
     return out.reshape(h, w)
 
 
-def _pixel_cost(pixels: np.ndarray, labels: np.ndarray, palette: np.ndarray) -> int:
-    flat = labels.reshape(-1)
-    pal = palette.astype(np.int32)
-    total = 0
-    for start, chunk in iter_pixel_chunks(pixels):
-        d = chunk.astype(np.int32) - pal[flat[start : start + chunk.shape[0]]]
-        total += int(np.einsum("ij,ij->", d, d, dtype=np.int64))
-    return total
+def _finish_uncounted(hist: ColourHistogram, pal: np.ndarray) -> PaletteFit:
+    """_finish for millions of uncounted RGB colours: one lookup table, one pixel pass."""
+    lut = nearest_lut(hist.keys, pal)
+    k = pal.shape[0]
+    h, w, _ = hist.pixels.shape
+    labels = np.empty(h * w, dtype=lut.dtype)
+    used = np.zeros(k, dtype=np.int64)
+    pal32 = pal.astype(np.int32)
+    cost = 0
+    for start, chunk in iter_pixel_chunks(hist.pixels):
+        lab = labels[start : start + chunk.shape[0]]
+        np.take(lut, pack_keys(chunk), out=lab)
+        used += np.bincount(lab, minlength=k)
+        d = chunk.astype(np.int32) - pal32[lab]
+        cost += int(np.einsum("ij,ij->", d, d, dtype=np.int64))
+    del lut
+    keep = used > 0
+    if not keep.all():
+        pal = pal[keep]
+        labels = (np.cumsum(keep) - 1).astype(labels.dtype)[labels]
+    if pal.shape[0] <= 256 and labels.dtype != np.uint8:
+        labels = labels.astype(np.uint8)
+    pal.flags.writeable = False
+    return PaletteFit(palette=pal, labels=labels.reshape(h, w), cost=float(cost))
 
 
-def _finish(hist: ColourHistogram, palette: np.ndarray) -> PaletteFit:
-    """Rounded palette -> sorted distinct entries, exact labels, drop unused, cost."""
+def _finish(hist: ColourHistogram, palette: np.ndarray, polish: int = 0) -> PaletteFit:
+    """Rounded palette -> sorted distinct entries, exact labels, drop unused, cost.
+
+    With ``polish`` > 0 and counted colours, up to that many Lloyd steps run on
+    the exact histogram with rounded centres (exact nearest labels, centroids
+    rounded), keeping the palette of lowest exact cost; they stop as soon as
+    the rounded palette stops changing. This recovers what the grid
+    reduction and the rounding lose.
+    """
     pal = sort_palette(palette)
-    colour_labels, sq = nearest_exact(hist.colours, pal)
+    if hist.counts is None and hist.channels == 3:
+        return _finish_uncounted(hist, pal)
+    colours = hist.colours
+    colour_labels, sq = nearest_exact(colours, pal)
+    cost = int(hist.counts @ sq)
+    for _ in range(polish):
+        k = pal.shape[0]
+        w = np.bincount(colour_labels, weights=hist.counts, minlength=k)
+        s = np.stack(
+            [np.bincount(colour_labels, weights=hist.counts * colours[:, i], minlength=k) for i in range(pal.shape[1])],
+            axis=1,
+        )
+        used = w > 0
+        new = sort_palette(np.clip(np.rint(s[used] / w[used, None]), 0, 255).astype(np.uint8))
+        if np.array_equal(new, pal):
+            break
+        new_labels, new_sq = nearest_exact(colours, new)
+        new_cost = int(hist.counts @ new_sq)
+        if new_cost >= cost:
+            break
+        pal, colour_labels, sq, cost = new, new_labels, new_sq, new_cost
     used = np.zeros(pal.shape[0], dtype=bool)
     used[colour_labels] = True
     if not used.all():
@@ -446,10 +548,6 @@ def _finish(hist: ColourHistogram, palette: np.ndarray) -> PaletteFit:
         colour_labels = (np.cumsum(used) - 1)[colour_labels]
         pal = pal[used]
     labels = _labels_for_pixels(hist, colour_labels, pal.shape[0])
-    if hist.counts is not None:
-        cost = int(hist.counts @ sq)
-    else:
-        cost = _pixel_cost(hist.pixels, labels, pal)
     pal.flags.writeable = False
     return PaletteFit(palette=pal, labels=labels, cost=float(cost))
 
@@ -498,12 +596,17 @@ def fit_palette(
     rng = np.random.default_rng(seed)
     pts, w, sums = hist.points, hist.weights, hist.sums
     mean = sums.sum(axis=0) / w.sum()
-    var = (w @ (pts - mean) ** 2) / w.sum()
+    var = np.einsum("i,ij->j", w, (pts - mean) ** 2) / w.sum()
     tol_abs = tol * float(var.mean())
+    if pts.shape[0] <= k:
+        # A reduction with no more cells than k (tiny max_points or huge k):
+        # every cell mean is an entry; the labels are still exact per colour.
+        palette = np.clip(np.rint(pts), 0, 255).astype(np.uint8)
+        return _finish(hist, palette, polish=POLISH_STEPS if k >= POLISH_MIN_K else 0)
     cp, cw, cs = hist.coarse()
     if cp.shape[0] <= k:
         cp, cw, cs = pts, w, sums
-    best = None
+    candidates = []
     for r in range(n_init):
         if r == 0 and hist.channels in (1, 3):
             start = wu_centres(cp, cw, k)
@@ -513,13 +616,55 @@ def fit_palette(
         else:
             start = kmeans_plusplus(cp, k, weights=cw, seed=rng)
         centres, _, inertia, _ = lloyd(cp, cw, cs, start, max_iter=max_iter, tol=tol_abs)
-        if best is None or inertia < best[0]:
-            best = (inertia, centres)
-    centres = best[1]
+        candidates.append((inertia, r, centres))
+    candidates.sort(key=lambda c: (c[0], c[1]))
+    centres = candidates[0][2]
     if cp is not pts:
-        centres, _, _, _ = lloyd(pts, w, sums, centres, max_iter=max_iter, tol=tol_abs, stop_on_rounded=True)
+        # The coarse SSE ranks candidates only roughly: when cheap, refine the
+        # best few on the full set and keep the best there.
+        n_refine = min(len(candidates), max(1, REFINE_BUDGET // (k * pts.shape[0])), MAX_REFINE)
+        best = None
+        for _, r, start in candidates[:n_refine]:
+            centres, _, inertia, _ = lloyd(
+                pts, w, sums, start, max_iter=max_iter, tol=tol_abs, compute_inertia=n_refine > 1
+            )
+            if best is None or (n_refine > 1 and inertia < best[0]):
+                best = (inertia, centres)
+        centres = best[1]
+    if hist.cell_of is not None and hist.n_distinct <= MAX_EXACT_LLOYD:
+        n_exact = max(EXACT_MIN_ITER, EXACT_BUDGET // (k * hist.n_distinct))
+        centres = _lloyd_exact_colours(hist, centres, max_iter=min(max_iter, n_exact), tol=tol_abs)
     palette = np.clip(np.rint(centres), 0, 255).astype(np.uint8)
-    return _finish(hist, palette)
+    return _finish(hist, palette, polish=POLISH_STEPS if k >= POLISH_MIN_K else 0)
+
+
+def _lloyd_exact_colours(hist: ColourHistogram, centres: np.ndarray, *, max_iter: int, tol: float) -> np.ndarray:
+    """Lloyd on the exact colours of a reduced histogram, from the cells' result.
+
+    The cells' assignment seeds Hamerly's bounds: a colour lies within r (its
+    cell box's farthest-corner distance from the cell mean) of its cell's
+    point, so it inherits the cell's nearest centre with bounds widened by r,
+    and only colours of cells near a Voronoi boundary are searched at first.
+    """
+    cells = hist.cell_of
+    a_c, u_c, l_c = two_nearest(hist.points.astype(np.float32), centres)
+    side = 1 << (8 - hist.bits)
+    lo = np.floor(hist.points / side) * side
+    far = np.maximum(hist.points - lo, lo + (side - 1) - hist.points)
+    r = np.sqrt(np.einsum("ij,ij->i", far, far))
+    a = a_c[cells]
+    u = (u_c + r)[cells]
+    lb = (l_c - r)[cells]
+    x = hist.colours.astype(np.float64)
+    w = hist.counts.astype(np.float64)
+    unsure = np.flatnonzero(u > lb)
+    if unsure.size:
+        a[unsure], u[unsure], lb[unsure] = two_nearest(x[unsure].astype(np.float32), centres)
+    centres, _, _, _ = lloyd(
+        x, w, x * w[:, None], centres, max_iter=max_iter, tol=tol,
+        stop_on_rounded=True, compute_inertia=False, bounds=(a, u, lb),
+    )
+    return centres
 
 
 def assign_labels(pixels: np.ndarray, palette: np.ndarray) -> np.ndarray:

@@ -1,0 +1,382 @@
+"""Benchmark kmcodec's palette fit and encode against the quantisers a user would pick instead.
+
+Usage (after ``pip install -e ".[bench]"``)::
+
+    python bench/run.py                 # full run: 1, 4, 12 MP photo, 12 MP noise; K = 16, 256
+    python bench/run.py --quick         # smoke run: small images, fast peers only
+    python bench/run.py --repeats 5 --json bench/out/results.json
+
+Every method runs in its own subprocess (``--worker``), which loads the image,
+resets the kernel's peak-RSS mark (``/proc/self/clear_refs``), runs the method
+``repeats`` times and reports the median time, the peak RSS during the runs,
+and the MSE/PSNR of its result decoded to RGB against the original, computed
+the same way for every method. Markdown goes to stdout, JSON to ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+# method -> (label, slow?) ; slow peers get 1 repeat and are skipped where they take minutes.
+METHODS = {
+    "ours_fit": "kmcodec fit_palette",
+    "ours_encode": "kmcodec.encode",
+    "sklearn": "sklearn KMeans n_init=1",
+    "cv2": "cv2.kmeans ++, 1 attempt",
+    "pil_mediancut": "Pillow MEDIANCUT",
+    "pil_mediancut_kmeans": "Pillow MEDIANCUT+kmeans",
+    "pngquant": "pngquant --nofs --speed 3",
+}
+SLOW = {"sklearn", "cv2", "pil_mediancut_kmeans"}
+CV2_CRITERIA = (10, 1.0)  # max_iter, eps: the OpenCV k-means tutorial's criteria
+PIL_KMEANS_ITERS = 10
+
+
+# --------------------------------------------------------------------------- methods
+# Each returns the reconstruction as an (H, W, 3) uint8 RGB array; the timed part is
+# everything from the pixel array to the method's own result (labels + palette, or
+# the encoded bytes), the reconstruction for scoring is done outside the timing.
+
+
+def _ours_fit(img, k, seed):
+    from kmcodec.palette import fit_palette
+
+    fit = fit_palette(img, k, seed=seed)
+    return lambda: fit.palette[fit.labels]
+
+
+def _ours_encode(img, k, seed):
+    import kmcodec
+
+    data = kmcodec.encode(img, k, seed=seed)
+    return lambda: kmcodec.decode(data).to_array()
+
+
+def _sklearn(img, k, seed):
+    from sklearn.cluster import KMeans
+
+    x = img.reshape(-1, 3).astype(np.float32)
+    km = KMeans(n_clusters=k, n_init=1, random_state=seed).fit(x)
+    pal = np.clip(np.rint(km.cluster_centers_), 0, 255).astype(np.uint8)
+    return lambda: pal[km.labels_].reshape(img.shape)
+
+
+def _cv2(img, k, seed):
+    import cv2
+
+    cv2.setRNGSeed(seed)
+    x = img.reshape(-1, 3).astype(np.float32)
+    crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, CV2_CRITERIA[0], CV2_CRITERIA[1])
+    _, labels, centres = cv2.kmeans(x, k, None, crit, 1, cv2.KMEANS_PP_CENTERS)
+    pal = np.clip(np.rint(centres), 0, 255).astype(np.uint8)
+    return lambda: pal[labels[:, 0]].reshape(img.shape)
+
+
+def _pil(img, k, seed, kmeans=0):
+    from PIL import Image
+
+    q = Image.fromarray(img).quantize(k, method=Image.Quantize.MEDIANCUT, kmeans=kmeans, dither=Image.Dither.NONE)
+    return lambda: np.asarray(q.convert("RGB"))
+
+
+def _pngquant(img, k, seed, png_path):
+    from PIL import Image
+
+    out = subprocess.run(
+        ["pngquant", "--nofs", "--speed", "3", str(k), "-"],
+        stdin=open(png_path, "rb"),
+        capture_output=True,
+        check=True,
+    ).stdout
+    import io
+
+    return lambda: np.asarray(Image.open(io.BytesIO(out)).convert("RGB"))
+
+
+def _peak_rss_reset() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_mb() -> float:
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _rss_mb() -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def worker(method: str, image: str, k: int, repeats: int, seed: int) -> dict:
+    """Run one method on one image in this process; return its measurements."""
+    img = np.load(image) if image.endswith(".npy") else None
+    if img is None:
+        from PIL import Image
+
+        img = np.asarray(Image.open(image).convert("RGB")).copy()
+    png_path = image[:-4] + ".png"
+    fn = {
+        "ours_fit": _ours_fit,
+        "ours_encode": _ours_encode,
+        "sklearn": _sklearn,
+        "cv2": _cv2,
+        "pil_mediancut": _pil,
+        "pil_mediancut_kmeans": lambda i, k, s: _pil(i, k, s, kmeans=PIL_KMEANS_ITERS),
+        "pngquant": lambda i, k, s: _pngquant(i, k, s, png_path),
+    }[method]
+    if method.startswith("ours"):  # import cost is not part of the fit
+        import kmcodec.palette  # noqa: F401
+    rss_before = _rss_mb()
+    reset = _peak_rss_reset()
+    times = []
+    recon = None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        recon = fn(img, k, seed)
+        times.append(time.perf_counter() - t)
+    peak = _peak_rss_mb()
+    out = recon()
+    d = out.astype(np.int32) - img.astype(np.int32)
+    mse = float(np.einsum("ijk,ijk->", d, d, dtype=np.int64)) / img.size
+    n_colours = int(np.unique(out.reshape(-1, 3) @ np.array([65536, 256, 1])).size)
+    res = {
+        "method": method,
+        "times": times,
+        "time": statistics.median(times),
+        "mse": mse,
+        "psnr": 10 * np.log10(255**2 / mse) if mse > 0 else float("inf"),
+        "k_out": n_colours,
+        "peak_rss_mb": peak,
+        "rss_before_mb": rss_before,
+        "peak_reset": reset,
+    }
+    if method == "ours_encode":
+        res.update(_decode_times(img, k, seed, repeats))
+    return res
+
+
+def _decode_times(img, k, seed, repeats) -> dict:
+    """.kmq bytes -> RGB array, vs the same palette image as PNG-8 through Pillow."""
+    import io
+
+    from PIL import Image
+
+    import kmcodec
+
+    data = kmcodec.encode(img, k, seed=seed)
+    arr = kmcodec.decode(data).to_array()
+    from kmcodec.palette import fit_palette
+
+    fit = fit_palette(img, k, seed=seed)
+    p = Image.fromarray(fit.labels.astype(np.uint8), mode="L") if fit.k <= 256 else None
+    png = None
+    if p is not None:
+        p = p.convert("P")
+        pal = np.zeros((256, 3), np.uint8)
+        pal[: fit.k] = fit.palette
+        p.putpalette(pal.tobytes())
+        buf = io.BytesIO()
+        p.save(buf, format="PNG", compress_level=6)
+        png = buf.getvalue()
+
+    def med(f):
+        ts = []
+        for _ in range(max(1, repeats)):
+            t = time.perf_counter()
+            f()
+            ts.append(time.perf_counter() - t)
+        return statistics.median(ts)
+
+    out = {"kmq_bytes": len(data), "decode_kmq": med(lambda: kmcodec.decode(data).to_array())}
+    if png is not None:
+        out["png8_bytes"] = len(png)
+        out["decode_png8"] = med(lambda: np.asarray(Image.open(io.BytesIO(png)).convert("RGB")))
+    assert arr.shape == img.shape
+    return out
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def _have(method: str) -> bool:
+    try:
+        if method == "ours_encode":
+            import kmcodec
+
+            return hasattr(kmcodec, "encode") and hasattr(kmcodec, "decode")
+        if method == "sklearn":
+            import sklearn  # noqa: F401
+        if method == "cv2":
+            import cv2  # noqa: F401
+        if method == "pngquant":
+            return shutil.which("pngquant") is not None
+        return True
+    except Exception:
+        return False
+
+
+def _skip_reason(method: str, image: str, k: int, quick: bool) -> str | None:
+    if method == "sklearn" and (k > 64 or "noise" in image):
+        return "skipped (minutes)"
+    if method in ("cv2", "pil_mediancut_kmeans") and "noise" in image:
+        return "skipped (minutes)"
+    if quick and method in SLOW and k > 64:
+        return "skipped (--quick)"
+    return None
+
+
+def run_one(method, npy, k, repeats, seed) -> dict:
+    cmd = [sys.executable, __file__, "--worker", method, str(npy), str(k), str(repeats), str(seed)]
+    p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if p.returncode != 0:
+        return {"method": method, "error": p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"rc {p.returncode}"}
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def baseline_rss() -> float:
+    code = "import numpy, PIL.Image;\nfor l in open('/proc/self/status'):\n    l.startswith('VmHWM:') and print(int(l.split()[1])/1024)"
+    return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout)
+
+
+def _fmt_t(r):
+    return f"{r['time']:.2f} s" if "time" in r else r.get("skip", r.get("error", "-"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small images, fast peers only")
+    ap.add_argument("--repeats", type=int, default=3, help="repeats of our methods (slow peers run once)")
+    ap.add_argument("--ks", type=int, nargs="+", default=[16, 256])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=Path, default=HERE / "out" / "results.json")
+    ap.add_argument("--images", type=Path, default=HERE / "images")
+    ap.add_argument("--only", nargs="+", default=None, help="run only these methods")
+    ap.add_argument("--worker", nargs=5, metavar=("METHOD", "IMAGE", "K", "REPEATS", "SEED"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        m, image, k, rep, seed = args.worker
+        print(json.dumps(worker(m, image, int(k), int(rep), int(seed))))
+        return
+
+    from make_images import make_all
+    from PIL import Image
+
+    paths = make_all(args.images, quick=args.quick)
+    npys = {}
+    for name, png in paths.items():
+        npy = png.with_suffix(".npy")
+        if not npy.exists():
+            np.save(npy, np.asarray(Image.open(png).convert("RGB")))
+        npys[name] = npy
+    base = baseline_rss()
+    methods = [m for m in METHODS if (args.only is None or m in args.only)]
+    avail = {m: _have(m) for m in methods}
+    big_photo = [n for n in npys if n.startswith("photo")][-1]
+    results = {
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "numpy": np.__version__},
+        "baseline_rss_mb": base,
+        "images": {},
+    }
+    print(f"# kmcodec bench ({'quick' if args.quick else 'full'}), baseline RSS (python+numpy+PIL idle) {base:.0f} MB\n")
+    for name, npy in npys.items():
+        shape = np.load(npy, mmap_mode="r").shape
+        photo_main = name == big_photo
+        for k in args.ks:
+            rows = {}
+            for m in methods:
+                if not avail[m]:
+                    rows[m] = {"method": m, "skip": "not available"}
+                    continue
+                if not photo_main and m not in ("ours_fit", "ours_encode") and (name.startswith("photo")):
+                    # Peers only on the main photo and the noise image; smaller photos show our scaling.
+                    continue
+                why = _skip_reason(m, name, k, args.quick)
+                if why:
+                    rows[m] = {"method": m, "skip": why}
+                    continue
+                rep = 1 if m in SLOW or m == "pngquant" else args.repeats
+                if m.startswith("pil") or m == "pngquant":
+                    rep = max(1, min(args.repeats, 3))
+                print(f"  running {m} on {name} k={k} ...", file=sys.stderr, flush=True)
+                rows[m] = run_one(m, npy, k, rep, args.seed)
+            results["images"].setdefault(name, {"shape": list(shape)})[str(k)] = rows
+            _print_table(name, shape, k, rows, base)
+    if "ours_fit" in methods:
+        _print_scaling(results, args.ks)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2))
+    print(f"\nJSON: {args.json}")
+
+
+def _print_table(name, shape, k, rows, base):
+    h, w = shape[:2]
+    ours = rows.get("ours_encode") if "time" in rows.get("ours_encode", {}) else rows.get("ours_fit", {})
+    print(f"\n## {name} ({w}x{h}, {w * h / 1e6:.1f} MP), K={k}\n")
+    print("| method | time | MSE | PSNR dB | colours | peak RSS MB (-baseline) | ours faster by |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for m, r in rows.items():
+        if "time" not in r:
+            print(f"| {METHODS[m]} | {_fmt_t(r)} | - | - | - | - | - |")
+            continue
+        ratio = f"{r['time'] / ours['time']:.1f}x" if ours and "time" in ours and not m.startswith("ours") else ""
+        print(
+            f"| {METHODS[m]} | {r['time']:.2f} s | {r['mse']:.2f} | {r['psnr']:.2f} | {r['k_out']} "
+            f"| {r['peak_rss_mb']:.0f} ({r['peak_rss_mb'] - base:+.0f}) | {ratio} |"
+        )
+    enc = rows.get("ours_encode", {})
+    if "decode_kmq" in enc:
+        line = f"\nDecode to RGB ndarray: .kmq {enc['decode_kmq'] * 1000:.0f} ms ({enc['kmq_bytes']} B)"
+        if "decode_png8" in enc:
+            line += f", Pillow PNG-8 {enc['decode_png8'] * 1000:.0f} ms ({enc['png8_bytes']} B)"
+        print(line)
+
+
+def _print_scaling(results, ks):
+    print("\n## Our time vs image size (photo)\n")
+    print("| image | MP | " + " | ".join(f"K={k} fit" for k in ks) + " | " + " | ".join(f"K={k} encode" for k in ks) + " |")
+    print("|---|---:|" + "---:|" * (2 * len(ks)))
+    for name, d in results["images"].items():
+        if not name.startswith("photo"):
+            continue
+        h, w = d["shape"][:2]
+        cells = []
+        for m in ("ours_fit", "ours_encode"):
+            for k in ks:
+                r = d.get(str(k), {}).get(m, {})
+                cells.append(f"{r['time']:.2f} s ({r['time'] / (w * h / 1e6):.3f} s/MP)" if "time" in r else "-")
+        print(f"| {name} | {w * h / 1e6:.1f} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
