@@ -130,15 +130,16 @@ def decode(data: bytes | bytearray | memoryview, *, max_pixels: "int | None | ob
     return image
 
 
-# Bytes of packed labels per gather chunk: small enough to keep page faults and
-# cache misses local, large enough that per-call overhead vanishes.
+# Items per gather chunk: small enough to keep page faults and cache misses
+# local, large enough that per-call overhead vanishes.
 GATHER_CHUNK = 1 << 18
 GATHER_THREADS = min(4, os.cpu_count() or 1)
+# From this many label bytes on, decode looks up pairs of bytes (a 65536-row table).
+PAIR_MIN_BYTES = 1 << 16
 
 
-def gather(table: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """`table[index]` in chunks spread over threads (numpy's take releases the GIL)."""
-    out = np.empty(index.size, table.dtype)
+def gather(table: np.ndarray, index: np.ndarray, out: np.ndarray) -> None:
+    """`out[:] = table[index]` in chunks spread over threads (numpy's take releases the GIL)."""
     starts = range(0, index.size, GATHER_CHUNK)
 
     def part(start: int) -> None:
@@ -152,7 +153,12 @@ def gather(table: np.ndarray, index: np.ndarray) -> np.ndarray:
     else:
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(part, starts))
-    return out
+
+
+def as_items(rows: np.ndarray) -> np.ndarray:
+    """View each row of a 2-D uint8 array as one opaque item, so a gather copies whole rows."""
+    rows = np.ascontiguousarray(rows)
+    return rows.view(np.dtype((np.void, rows.shape[1]))).reshape(-1)
 
 
 class KmqImage:
@@ -204,18 +210,32 @@ class KmqImage:
         """The decoded pixels, height x width x channels uint8."""
         count, channels = self.width * self.height, self.channels
         if self._byte_path():
-            # One gather per packed byte: table[byte] holds the colours of all its pixels.
-            per_byte = 8 // self.bits_per_pixel
-            table = self.palette[np.minimum(bitpack.byte_table(self.bits_per_pixel), self.k - 1)]
-            # Each table row is one void item, so the gather allocates only its output
-            # (np.take along axis 0 needs about twice that again as scratch).
-            rows = np.ascontiguousarray(table).reshape(256, per_byte * channels).view(np.dtype((np.void, per_byte * channels)))
-            flat = gather(rows.reshape(256), self._payload).view(np.uint8)
-            return flat[: count * channels].reshape(self.height, self.width, channels)
+            return self._lookup_decode()[: count * channels].reshape(self.height, self.width, channels)
         out = np.empty((count, channels), np.uint8)
         for start, band in self._bands(bitpack.CHUNK):
             out[start : start + band.shape[0]] = self.palette[band]
         return out.reshape(self.height, self.width, channels)
+
+    def _lookup_decode(self) -> np.ndarray:
+        """b in 1, 2, 4, 8: each packed byte becomes the colours of its pixels by one table lookup.
+
+        Large payloads are looked up two bytes at a time: half as many items, and
+        numpy's take has no fast path for items of 3 or 6 bytes anyway.
+        """
+        per_byte = 8 // self.bits_per_pixel
+        item = per_byte * self.channels
+        table = self.palette[np.minimum(bitpack.byte_table(self.bits_per_pixel), self.k - 1)].reshape(256, item)
+        payload = self._payload
+        out = np.empty(payload.size * item, np.uint8)
+        pairs = payload.size // 2 if payload.size >= PAIR_MIN_BYTES else 0
+        if pairs:
+            both = np.arange(65536)
+            # A '<u2' index holds the first byte of the pair in its low 8 bits.
+            pair_rows = as_items(np.concatenate([table[both & 255], table[both >> 8]], axis=1))
+            gather(pair_rows, payload[: 2 * pairs].view("<u2"), out[: 2 * pairs * item].view(pair_rows.dtype))
+        rows = as_items(table)
+        gather(rows, payload[2 * pairs :], out[2 * pairs * item :].view(rows.dtype))
+        return out
 
     def _bands(self, pixels: int) -> Iterator[tuple[int, np.ndarray]]:
         """(first pixel, labels) for consecutive runs of `pixels` labels, read straight from the bits."""
