@@ -124,7 +124,8 @@ def decode(data: bytes | bytearray | memoryview, *, max_pixels: "int | None | ob
     parts = container.split(data, max_pixels=limit)  # type: ignore[arg-type]
     header = parts.header
     palette = np.frombuffer(parts.palette, np.uint8).reshape(header.k, header.channels).copy()
-    payload = np.frombuffer(bytes(parts.labels), np.uint8)
+    # Immutable input can be shared; anything else is copied so later writes to it cannot change the image.
+    payload = np.frombuffer(parts.labels if isinstance(data, bytes) else bytes(parts.labels), np.uint8)
     image = KmqImage(header, palette, payload)
     image.validate_labels()
     return image
@@ -134,8 +135,9 @@ def decode(data: bytes | bytearray | memoryview, *, max_pixels: "int | None | ob
 # local, large enough that per-call overhead vanishes.
 GATHER_CHUNK = 1 << 18
 GATHER_THREADS = min(4, os.cpu_count() or 1)
-# From this many label bytes on, decode looks up pairs of bytes (a 65536-row table).
-PAIR_MIN_BYTES = 1 << 16
+# From this many label bytes on, decode looks up pairs of bytes: building the
+# 65536-row table costs about 2 ms and saves about 1.2 ns per byte.
+PAIR_MIN_BYTES = 1 << 22
 
 
 def gather(table: np.ndarray, index: np.ndarray, out: np.ndarray) -> None:
