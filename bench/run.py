@@ -231,7 +231,6 @@ def _decode_times(img, k, seed, repeats) -> dict:
 
 def _decode_peak_rss(data: bytes) -> float:
     """Peak RSS (VmHWM, MB) of a fresh interpreter that reads this .kmq file and decodes it to an ndarray."""
-    import tempfile
 
     with tempfile.NamedTemporaryFile(suffix=".kmq") as f:
         f.write(data)

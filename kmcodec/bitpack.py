@@ -74,7 +74,7 @@ def check_labels(data: bytes | memoryview, count: int, bits: int, k: int, width:
     """The checks of `unpack_labels` in bounded memory, keeping no labels."""
     buf = np.frombuffer(data, np.uint8)
     check_padding(buf, count, bits)
-    if k & (k - 1) == 0:
+    if fills_width(k):
         return
     if 8 % bits == 0 and bits < 16:
         # One lookup per byte: does this byte hold a label >= k?
@@ -141,9 +141,14 @@ def check_padding(buf: np.ndarray, count: int, bits: int) -> None:
         )
 
 
+def fills_width(k: int) -> bool:
+    """Whether every b-bit value is a valid label: k is a power of two (spec §4)."""
+    return k & (k - 1) == 0
+
+
 def check_range(labels: np.ndarray, k: int, width: int | None = None, offset: int = 0) -> None:
     """Raise `LabelRangeError` naming the first label >= k (no-op when k fills the bit width)."""
-    if k & (k - 1) == 0:  # k is a power of two: every b-bit value is a valid label
+    if fills_width(k):
         return
     bad = labels >= k
     if bad.any():

@@ -21,7 +21,6 @@ import math
 import os
 import sys
 import time
-import zlib
 from pathlib import Path
 from typing import Sequence
 
@@ -31,7 +30,7 @@ from . import __version__, layout, progress
 from .batch import EncodeOptions, Job, Outcome, encode_file, output_paths, run
 from .choose_k import AUTO_KS, FitSettings
 from .codec import PILLOW_LIMIT, decode
-from .container import parse_header
+from .container import check_values, parse_header
 from .errors import KmqError, OutputError
 from .files import atomic_write, check_output, load_image, read_bytes
 from .outputs import (
@@ -277,11 +276,6 @@ def encode_many(jobs: list[Job], options: EncodeOptions, args: argparse.Namespac
 # ---------------------------------------------------------------- decode
 
 
-def pillow_format(path: Path) -> str:
-    """The Pillow format that writes `path`'s extension, or an error naming the extension."""
-    return image_format(path)
-
-
 def run_decode(args: argparse.Namespace) -> int:
     source = Path(args.input)
     want_image = bool(args.output) or not (args.labels or args.masks)
@@ -290,7 +284,7 @@ def run_decode(args: argparse.Namespace) -> int:
     # Check every output before decoding, so a bad name costs nothing and writes nothing.
     for path in [output] * want_image + [labels_path] * bool(labels_path):
         check_output(path, overwrite=args.force)
-        pillow_format(path)
+        image_format(path)
     limit = args.max_pixels if args.max_pixels is not None else PILLOW_LIMIT
     image = decode(read_bytes(source), max_pixels=limit)
     if args.masks:
@@ -298,7 +292,7 @@ def run_decode(args: argparse.Namespace) -> int:
     written = []
     if want_image:
         picture = image.to_pil()
-        fmt = pillow_format(output)
+        fmt = image_format(output)
         atomic_write(output, lambda handle: picture.save(handle, format=fmt), overwrite=args.force)
         written.append(str(output))
     if labels_path is not None:
@@ -319,10 +313,10 @@ def run_info(args: argparse.Namespace) -> int:
     data = read_bytes(source)
     header = parse_header(data)
     size = header.size
-    body_end = size.total_bytes - layout.CHECK_SIZE
     check = None
     if len(data) == size.total_bytes:
-        check = int.from_bytes(data[body_end:], "little") == zlib.crc32(memoryview(data)[:body_end])
+        stored, computed = check_values(data)
+        check = stored == computed
     problem = None
     try:
         decode(data, max_pixels=None)

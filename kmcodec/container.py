@@ -129,6 +129,13 @@ def check_pixel_limit(header: Header, max_pixels: int | None) -> None:
         )
 
 
+def check_values(data: bytes | memoryview) -> tuple[int, int]:
+    """(stored, computed) CRC-32 of a file of the right length (spec §5)."""
+    view = memoryview(data).cast("B")
+    body_end = len(view) - layout.CHECK_SIZE
+    return int.from_bytes(view[body_end:], "little"), zlib.crc32(view[:body_end])
+
+
 @dataclass(frozen=True)
 class Parts:
     """A validated file split into its sections (views into the caller's bytes, no copies)."""
@@ -155,8 +162,7 @@ def split(data: bytes | bytearray | memoryview, *, max_pixels: int | None) -> Pa
             f"trailing data: header says {size.total_bytes} bytes, file has {len(view)} ({len(view) - size.total_bytes} extra)"
         )
     body_end = size.total_bytes - layout.CHECK_SIZE
-    stored = int.from_bytes(view[body_end:], "little")
-    actual = zlib.crc32(view[:body_end])
+    stored, actual = check_values(view)
     if stored != actual:
         raise ChecksumError(f"bad check at byte {body_end}: stored CRC-32 {stored:08x}, computed {actual:08x}")
     palette_end = layout.HEADER_SIZE + size.palette_bytes
