@@ -7,9 +7,10 @@ ceil(log2 K) bits, in a container whose size is known exactly in advance
 
 from __future__ import annotations
 
-from .codec import Encoded, KmqImage, decode, encode, encode_detailed, pack, psnr
+from .codec import Encoded, KmqImage, decode, encode, encode_detailed, pack, psnr, recode
 from .errors import (
     BadMagicError,
+    BoundError,
     ChecksumError,
     EncodeError,
     FormatError,
@@ -21,6 +22,10 @@ from .errors import (
     PaddingError,
     ParameterError,
     PixelLimitError,
+    StreamEndError,
+    StreamLengthError,
+    StreamStructureError,
+    SymbolRangeError,
     TrailingDataError,
     TruncatedError,
     UnsupportedCodingError,
@@ -34,6 +39,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BadMagicError",
+    "BoundError",
     "ChecksumError",
     "EncodeError",
     "Encoded",
@@ -50,6 +56,10 @@ __all__ = [
     "ParameterError",
     "PixelLimitError",
     "SizeFormula",
+    "StreamEndError",
+    "StreamLengthError",
+    "StreamStructureError",
+    "SymbolRangeError",
     "TrailingDataError",
     "TruncatedError",
     "UnsupportedCodingError",
@@ -61,6 +71,7 @@ __all__ = [
     "pack",
     "psnr",
     "read",
+    "recode",
     "register_pillow",
     "size_formula",
     "write",

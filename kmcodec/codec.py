@@ -15,7 +15,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from . import bitpack, container, layout
+from . import bitpack, coding1, container, layout
 from .errors import ImageInputError, ParameterError
 from .palette import PaletteFit, fit_palette
 from .pixels import Pixels, to_pixels
@@ -73,12 +73,13 @@ def encode_detailed(
     n_init: int = 4,
     max_iter: int = 100,
     tol: float = 1e-4,
+    compress: bool = False,
 ) -> Encoded:
     """Encode and keep the palette fit, so callers can report cost, MSE and PSNR."""
     k = check_k(k)
     pixels = to_pixels(image)
     fit = fit_palette(pixels.array, k, seed=seed, n_init=n_init, max_iter=max_iter, tol=tol)
-    return Encoded(data=pack(fit.palette, fit.labels), fit=fit, pixels=pixels, requested_k=k)
+    return Encoded(data=pack(fit.palette, fit.labels, compress=compress), fit=fit, pixels=pixels, requested_k=k)
 
 
 def encode(
@@ -89,17 +90,24 @@ def encode(
     n_init: int = 4,
     max_iter: int = 100,
     tol: float = 1e-4,
+    compress: bool = False,
 ) -> bytes:
     """Encode an image (Pillow image or H x W [x C] uint8 array) as .kmq bytes.
 
     The palette has at most `k` colours (exactly the image's colours when it has
-    no more than `k`); the same `seed` gives byte-identical output.
+    no more than `k`); the same `seed` gives byte-identical output. With
+    `compress`, the labels are written in coding 1 (spec §11) whenever that is
+    smaller than coding 0; the palette and labels are the same either way.
     """
-    return encode_detailed(image, k, seed=seed, n_init=n_init, max_iter=max_iter, tol=tol).data
+    return encode_detailed(image, k, seed=seed, n_init=n_init, max_iter=max_iter, tol=tol, compress=compress).data
 
 
-def pack(palette: np.ndarray, labels: np.ndarray) -> bytes:
-    """Write a palette (K x C uint8) and a label map (H x W, every label < K) as .kmq bytes."""
+def pack(palette: np.ndarray, labels: np.ndarray, *, compress: bool = False) -> bytes:
+    """Write a palette (K x C uint8) and a label map (H x W, every label < K) as .kmq bytes.
+
+    With `compress`, coding 1 is written when it is smaller than coding 0, which
+    is then also the file's bound (spec §6); otherwise coding 0.
+    """
     palette = np.asarray(palette)
     labels = np.asarray(labels)
     if palette.dtype != np.uint8 or palette.ndim != 2 or palette.shape[1] not in layout.CHANNELS:
@@ -110,8 +118,22 @@ def pack(palette: np.ndarray, labels: np.ndarray) -> bytes:
     if labels.max() >= k or labels.min() < 0:
         raise ImageInputError(f"labels must lie in 0..{k - 1}, found {labels.min()}..{labels.max()}")
     header = container.Header(width=labels.shape[1], height=labels.shape[0], k=k, channels=palette.shape[1])
+    if compress and header.size.label_bytes > layout.MIN_CODED_BYTES:
+        stream = coding1.encode_labels(labels, palette)
+        if len(stream) < header.size.label_bytes:
+            coded = container.Header(header.width, header.height, k, header.channels, coding=layout.CODING_CODED)
+            return container.join(coded, palette.tobytes(), stream)
     payload = bitpack.pack_labels(labels, header.bits_per_pixel)
     return container.join(header, palette.tobytes(), payload)
+
+
+def recode(data: bytes | bytearray | memoryview, *, compress: bool, max_pixels: "int | None | object" = PILLOW_LIMIT) -> bytes:
+    """Convert a .kmq file between codings without touching its palette or labels.
+
+    `compress=True` writes coding 1 when smaller (else coding 0), `False` coding 0.
+    """
+    image = decode(data, max_pixels=max_pixels)
+    return pack(image.palette, image.labels, compress=compress)
 
 
 def decode(data: bytes | bytearray | memoryview, *, max_pixels: "int | None | object" = PILLOW_LIMIT) -> "KmqImage":
@@ -124,6 +146,10 @@ def decode(data: bytes | bytearray | memoryview, *, max_pixels: "int | None | ob
     parts = container.split(data, max_pixels=limit)  # type: ignore[arg-type]
     header = parts.header
     palette = np.frombuffer(parts.palette, np.uint8).reshape(header.k, header.channels).copy()
+    if header.coding == layout.CODING_CODED:
+        offset = layout.HEADER_SIZE + header.size.palette_bytes
+        labels = coding1.decode_labels(parts.labels, header.width, header.height, palette, offset)
+        return KmqImage(header, palette, None, labels=labels)
     # Immutable input can be shared; anything else is copied so later writes to it cannot change the image.
     payload = np.frombuffer(parts.labels if isinstance(data, bytes) else bytes(parts.labels), np.uint8)
     image = KmqImage(header, palette, payload)
@@ -166,17 +192,20 @@ def as_items(rows: np.ndarray) -> np.ndarray:
 class KmqImage:
     """A decoded .kmq image: header fields, palette, label map (the segmentation) and pixels."""
 
-    def __init__(self, header: container.Header, palette: np.ndarray, payload: np.ndarray) -> None:
+    def __init__(
+        self, header: container.Header, palette: np.ndarray, payload: np.ndarray | None, labels: np.ndarray | None = None
+    ) -> None:
         self.header = header
         self.palette = palette  # (k, channels) uint8
-        self._payload = payload
-        self._labels: np.ndarray | None = None
+        self._payload = payload  # coding 0: the packed labels, unpacked on demand
+        self._labels = labels  # coding 1: decoded (and validated) at once
 
     width = property(lambda self: self.header.width)
     height = property(lambda self: self.header.height)
     k = property(lambda self: self.header.k)
     channels = property(lambda self: self.header.channels)
     bits_per_pixel = property(lambda self: self.header.bits_per_pixel)
+    coding = property(lambda self: self.header.coding)
 
     @property
     def mode(self) -> str:
@@ -188,15 +217,15 @@ class KmqImage:
         return self.header.size
 
     def __repr__(self) -> str:
-        return f"<KmqImage {self.width}x{self.height} {self.mode} k={self.k} bits_per_pixel={self.bits_per_pixel}>"
+        return f"<KmqImage {self.width}x{self.height} {self.mode} k={self.k} bits_per_pixel={self.bits_per_pixel} coding={self.coding}>"
 
     def _byte_path(self) -> bool:
         """Whether labels sit whole in bytes (b in 1, 2, 4, 8), so one table lookup per byte decodes them."""
-        return self.bits_per_pixel in (1, 2, 4, 8)
+        return self._payload is not None and self.bits_per_pixel in (1, 2, 4, 8)
 
     def validate_labels(self) -> None:
         """Enforce padding and label < k in bounded memory, keeping no labels."""
-        if self.bits_per_pixel == 0:  # k == 1: no label stream, every pixel is entry 0; allocate nothing for W x H
+        if self.bits_per_pixel == 0 or self._payload is None:  # k == 1 (no stream), or coding 1 (checked when decoded)
             return
         bitpack.check_labels(self._payload, self.width * self.height, self.bits_per_pixel, self.k, self.width)
 
@@ -214,6 +243,9 @@ class KmqImage:
         if self._byte_path():
             return self._lookup_decode()[: count * channels].reshape(self.height, self.width, channels)
         out = np.empty((count, channels), np.uint8)
+        if self._payload is None:
+            gather(as_items(self.palette), self._labels.reshape(-1), out.view(as_items(self.palette).dtype).reshape(-1))
+            return out.reshape(self.height, self.width, channels)
         for start, band in self._bands(bitpack.CHUNK):
             out[start : start + band.shape[0]] = self.palette[band]
         return out.reshape(self.height, self.width, channels)
@@ -243,7 +275,10 @@ class KmqImage:
         """(first pixel, labels) for consecutive runs of `pixels` labels, read straight from the bits."""
         count = self.width * self.height
         for start in range(0, count, pixels):
-            yield start, bitpack.unpack_range(self._payload, start, min(pixels, count - start), self.bits_per_pixel)
+            if self._payload is None:
+                yield start, self._labels.reshape(-1)[start : start + pixels]
+            else:
+                yield start, bitpack.unpack_range(self._payload, start, min(pixels, count - start), self.bits_per_pixel)
 
     def iter_rows(self, rows: int = 256) -> Iterator[np.ndarray]:
         """Yield the image in bands of `rows` rows (the last may be shorter), reading only their bits.

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from . import layout
 from .errors import (
     BadMagicError,
+    BoundError,
     ChecksumError,
     HeaderFieldError,
     PixelLimitError,
@@ -58,9 +59,10 @@ class Header:
             raise HeaderFieldError(
                 f"bad channels at byte 5: {self.channels}, allowed {', '.join(map(str, layout.CHANNELS))}"
             )
-        if self.coding != layout.CODING_RAW:
+        if self.coding not in layout.CODINGS:
             raise UnsupportedCodingError(
-                f"unsupported coding at byte 6: {self.coding}, version 1 allows only {layout.CODING_RAW} (raw bit-packed)"
+                f"unsupported coding at byte 6: {self.coding}, version 1 allows "
+                + " or ".join(f"{c} ({layout.CODING_NAMES[c]})" for c in layout.CODINGS)
             )
         if not 1 <= self.width <= layout.MAX_DIMENSION:
             raise HeaderFieldError(f"bad width at byte 8: {self.width}, allowed 1..{layout.MAX_DIMENSION}")
@@ -146,22 +148,19 @@ class Parts:
 
 
 def split(data: bytes | bytearray | memoryview, *, max_pixels: int | None) -> Parts:
-    """Validate header, pixel limit, exact length and CRC-32, then return the sections.
+    """Validate header, pixel limit, length and CRC-32, then return the sections.
 
     `max_pixels` None means no limit. Nothing proportional to width x height is
-    allocated before the length check.
+    allocated before the length check. Coding 0 has one exact length (spec §6);
+    a coding-1 file may be shorter, down to the smallest label stream, but never
+    longer (the formula is its bound).
     """
     view = memoryview(data).cast("B")
     header = parse_header(view)
     check_pixel_limit(header, max_pixels)
     size = header.size
-    if len(view) < size.total_bytes:
-        raise TruncatedError(f"truncated: header says {size.total_bytes} bytes, file has {len(view)}")
-    if len(view) > size.total_bytes:
-        raise TrailingDataError(
-            f"trailing data: header says {size.total_bytes} bytes, file has {len(view)} ({len(view) - size.total_bytes} extra)"
-        )
-    body_end = size.total_bytes - layout.CHECK_SIZE
+    check_length(header, len(view))
+    body_end = len(view) - layout.CHECK_SIZE
     stored, actual = check_values(view)
     if stored != actual:
         raise ChecksumError(f"bad check at byte {body_end}: stored CRC-32 {stored:08x}, computed {actual:08x}")
@@ -169,12 +168,38 @@ def split(data: bytes | bytearray | memoryview, *, max_pixels: int | None) -> Pa
     return Parts(header=header, palette=view[layout.HEADER_SIZE:palette_end], labels=view[palette_end:body_end])
 
 
+def length_range(header: Header) -> tuple[int, int]:
+    """(shortest, longest) valid file length for this header (spec §6, rule 6)."""
+    size = header.size
+    if header.coding == layout.CODING_RAW:
+        return size.total_bytes, size.total_bytes
+    shortest = layout.OVERHEAD + size.palette_bytes + layout.MIN_CODED_BYTES
+    return shortest, size.total_bytes
+
+
+def check_length(header: Header, length: int) -> None:
+    shortest, longest = length_range(header)
+    if length < shortest:
+        need = f"{shortest}" if shortest == longest else f"at least {shortest}"
+        raise TruncatedError(f"truncated: header says {need} bytes, file has {length}")
+    if length > longest:
+        if header.coding == layout.CODING_RAW:
+            raise TrailingDataError(
+                f"trailing data: header says {longest} bytes, file has {length} ({length - longest} extra)"
+            )
+        raise BoundError(
+            f"over the formula bound: a coding-1 file may have at most {longest} bytes (the coding-0 size), file has {length}"
+        )
+
+
 def join(header: Header, palette: bytes, labels: bytes) -> bytes:
     """Assemble a file: header, palette, label bytes, then the CRC-32 of all of them."""
     size = header.size
-    if len(palette) != size.palette_bytes or len(labels) != size.label_bytes:
+    shortest, longest = length_range(header)
+    length = layout.OVERHEAD + len(palette) + len(labels)
+    if len(palette) != size.palette_bytes or not shortest <= length <= longest:
         raise ValueError(
-            f"section sizes {len(palette)}+{len(labels)} do not match the header's {size.palette_bytes}+{size.label_bytes}"
+            f"section sizes {len(palette)}+{len(labels)} do not fit the header's {size.palette_bytes}+{size.label_bytes}"
         )
     body = b"".join((header.pack(), palette, labels))
     return body + zlib.crc32(body).to_bytes(layout.CHECK_SIZE, "little")

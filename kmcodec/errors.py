@@ -69,3 +69,23 @@ class ImageInputError(EncodeError):
 
 class OutputError(KmqError, OSError):
     """An output file cannot be written (exists without --force, unwritable directory)."""
+
+
+class BoundError(FormatError):
+    """A coding-1 file is longer than the coding-0 file of the same header (the formula bound)."""
+
+
+class StreamStructureError(FormatError):
+    """A coding-1 label stream is malformed: a bad method, table, lane state or word count."""
+
+
+class StreamLengthError(FormatError):
+    """A length or count in a coding-1 label stream disagrees with the header or the stream's size."""
+
+
+class StreamEndError(FormatError):
+    """A coding-1 label stream ends early, or leaves bytes or state over at its end."""
+
+
+class SymbolRangeError(FormatError):
+    """A coding-1 symbol or label decodes out of range (not below K, or past the pixels it may name)."""

@@ -12,7 +12,10 @@ from dataclasses import dataclass
 # spec §2 "Header": magic, version, payload coding.
 MAGIC = b"\x89KMQ"
 VERSION = 1
-CODING_RAW = 0  # bit-packed labels, MSB first; the only coding of version 1
+CODING_RAW = 0  # spec §4: bit-packed labels, MSB first
+CODING_CODED = 1  # spec §11: labels predicted coarse to fine and rANS-coded
+CODINGS = (CODING_RAW, CODING_CODED)
+CODING_NAMES = {CODING_RAW: "raw bit-packed", CODING_CODED: "coded labels"}
 
 # spec §2: little-endian, 24 bytes:
 # magic[4] version:u8 channels:u8 coding:u8 bits_per_pixel:u8
@@ -20,6 +23,7 @@ CODING_RAW = 0  # bit-packed labels, MSB first; the only coding of version 1
 HEADER = struct.Struct("<4sBBBBIIII")
 HEADER_SIZE = HEADER.size  # 24
 CHECK_SIZE = 4  # spec §5: CRC-32 trailer
+MIN_CODED_BYTES = 9 + 13 + 4  # spec §11.1: the smallest coding-1 label stream: fixed fields and one lane
 OVERHEAD = HEADER_SIZE + CHECK_SIZE  # 28 bytes, the same for every file
 
 # spec §2 "Valid ranges".
@@ -51,7 +55,7 @@ class SizeFormula:
     overhead_bytes: int
     palette_bytes: int
     label_bytes: int  # ceil(label_bits / 8)
-    total_bytes: int  # exact file size
+    total_bytes: int  # exact size of the coding-0 file; the upper bound of a coding-1 file
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)

@@ -64,7 +64,7 @@ def with_header(data: bytes, **fields) -> bytes:
         ({"magic": b"\x89PNG"}, BadMagicError, "not a .kmq file"),
         ({"version": 2}, UnsupportedVersionError, "header says 2"),
         ({"channels": 2}, HeaderFieldError, "bad channels at byte 5: 2"),
-        ({"coding": 1}, UnsupportedCodingError, "coding at byte 6: 1"),
+        ({"coding": 2}, UnsupportedCodingError, "coding at byte 6: 2"),
         ({"width": 0}, HeaderFieldError, "bad width at byte 8: 0"),
         ({"height": 0}, HeaderFieldError, "bad height at byte 12: 0"),
         ({"k": 0}, HeaderFieldError, "bad k at byte 16: 0"),

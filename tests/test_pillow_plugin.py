@@ -125,7 +125,7 @@ def test_bytes_without_the_magic_are_not_identified():
         Image.open(io.BytesIO(b"\x89KMX" + bytes(40)))
 
 
-@pytest.mark.parametrize(("offset", "value", "words"), [(4, 9, "version"), (5, 2, "channels"), (6, 1, "coding")])
+@pytest.mark.parametrize(("offset", "value", "words"), [(4, 9, "version"), (5, 2, "channels"), (6, 2, "coding")])
 def test_header_breaking_a_rule_raises_oserror_naming_it_on_open(tmp_path, offset, value, words):
     data = with_header_byte(kmcodec.encode(photo(), 4), offset, value)
     with pytest.raises(OSError, match=words):

@@ -1,0 +1,394 @@
+"""Coding 1, coded labels (spec §11): the labels predicted coarse to fine, then rANS-coded.
+
+    label stream of a coding-1 file
+    +--------+-------+-------------+-------------+---------+--------------+------------+------------+
+    | method | lanes | first label | extra bytes | present | freq tables  | lane states| extra bits | rANS words
+    |  u8 0  |  u16  |     u16     |     u32     | 13 bytes| one per ctx  | lanes x u32|            | u16 ...
+    +--------+-------+-------------+-------------+---------+--------------+------------+------------+
+
+- Pixel (0, 0) is stored as `first label`. Every other pixel is coded in one of
+  3 passes per level, at steps d = 2^(S-1) ... 2, 1 (2^S >= max(W, H)):
+  A: x = d, y = d (mod 2d), whose neighbours are the 4 diagonal pixels at +-d;
+  B: x = d, y = 0 (mod 2d), and C: x = 0, y = d (mod 2d), whose neighbours are
+  the 4 pixels up, left, right and down at distance d. All were decoded earlier,
+  so a whole pass is decoded at once.
+- The distinct labels of the neighbours inside the image, most frequent first
+  (ties: first in neighbour order), are the candidates. Their count pattern
+  picks the context.
+- When all neighbours agree (one candidate, "unanimous"), the pixel is that
+  candidate unless it is listed as an escape: per pass, the number of escapes
+  and the gaps between them. Otherwise a symbol names the candidate, or escapes.
+- An escaped pixel's label is coded as its rank among the non-candidates
+  ordered by colour distance from the first candidate (K <= 256), or as the
+  zigzag of its index difference from it (K > 256).
+- Integers become hybrid tokens plus extra bits; tokens and symbols are coded
+  with static 12-bit frequency tables by interleaved rANS (see `rans`).
+
+Encoder and decoder sit side by side: `encode_labels` and `decode_labels`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import rans
+from .bitpack import label_dtype
+from .errors import StreamLengthError, StreamStructureError, SymbolRangeError
+
+METHOD = 0  # spec §11.1: the only method
+HEADER_SIZE = 9  # method, lanes, first label, extra bytes
+RANK_MAX_K = 256  # spec §11.5: up to this K escapes are ranked by colour distance
+
+# spec §11.3: neighbour offsets (dy, dx) in units of d, in neighbour order.
+DIAGONAL = ((-1, -1), (-1, 1), (1, -1), (1, 1))  # pass A: NW, NE, SW, SE
+AXIAL = ((-1, 0), (0, -1), (0, 1), (1, 0))  # passes B and C: N, W, E, S
+PASSES = (("A", 1, 1, DIAGONAL), ("B", 0, 1, AXIAL), ("C", 1, 0, AXIAL))  # name, y0/d, x0/d, offsets
+
+# spec §11.4: count patterns of the neighbours' labels, their ids and candidate counts m.
+PATTERNS = ((4,), (3, 1), (2, 2), (2, 1, 1), (1, 1, 1, 1), (3,), (2, 1), (1, 1, 1), (2,), (1, 1), (1,))
+PATTERN_M = np.array([len(p) for p in PATTERNS])
+CHOICE_PATTERNS = [i for i, p in enumerate(PATTERNS) if len(p) > 1]  # 1, 2, 3, 4, 6, 7, 9
+CHOICE_INDEX = np.array([CHOICE_PATTERNS.index(i) if i in CHOICE_PATTERNS else -1 for i in range(len(PATTERNS))])
+PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
+
+# spec §11.6: the contexts, in table order.
+GROUPS = 8
+CTX_COUNT = 0
+CTX_GAP = 1  # + group
+CTX_ESCAPE = CTX_GAP + GROUPS  # + 4 * group + (m - 1)
+CTX_CHOICE = CTX_ESCAPE + 4 * GROUPS  # + 7 * group + choice index
+CONTEXTS = CTX_CHOICE + len(CHOICE_PATTERNS) * GROUPS  # 97
+PRESENT_BYTES = (CONTEXTS + 7) // 8  # 13
+ALPHABETS = [rans.TOKENS] * CTX_CHOICE + [
+    int(PATTERN_M[p]) + 1 for _ in range(GROUPS) for p in CHOICE_PATTERNS
+]
+
+
+def _pattern_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """PATTERN[code], PERM[code] and SLOT[code] for code = presence bits 0-3 | pair-equality bits 4-9.
+
+    PERM[code, i] is the neighbour holding candidate i; SLOT[code, j] is the
+    candidate index of neighbour j's label (4 when absent). Built from the spec's
+    definition by brute force over all 1024 codes.
+    """
+    pattern = np.zeros(1024, np.uint8)
+    perm = np.zeros((1024, 4), np.uint8)
+    slot = np.full((1024, 4), 4, np.uint8)
+    for code in range(1024):
+        present = [bool(code >> j & 1) for j in range(4)]
+        equal = {pair: bool(code >> (4 + i) & 1) for i, pair in enumerate(PAIRS)}
+        same = lambda i, j: i == j or equal[(min(i, j), max(i, j))]  # noqa: E731
+        firsts = [j for j in range(4) if present[j] and not any(present[i] and same(i, j) for i in range(j))]
+        count = {j: sum(present[i] and same(i, j) for i in range(4)) for j in firsts}
+        order = sorted(firsts, key=lambda j: (-count[j], j))
+        counts = tuple(count[j] for j in order)
+        pattern[code] = PATTERNS.index(counts) if counts in PATTERNS else 0
+        perm[code, : len(order)] = order
+        for j in range(4):
+            if present[j]:
+                slot[code, j] = next((i for i, f in enumerate(order) if same(f, j)), 4)
+    return pattern, perm, slot
+
+
+PATTERN_OF, PERM_OF, SLOT_OF = _pattern_tables()
+
+
+def levels(width: int, height: int) -> list[int]:
+    """The steps d of spec §11.2, coarsest first: 2^(S-1) ... 1 with 2^S >= max(width, height)."""
+    s = (max(width, height) - 1).bit_length()
+    return [1 << i for i in range(s - 1, -1, -1)]
+
+
+def group(kind: str, d: int) -> int:
+    """spec §11.6: 4 * (0 for pass A, 1 for B and C) + level class of d."""
+    level = 0 if d == 1 else 1 if d == 2 else 2 if d <= 8 else 3
+    return (0 if kind == "A" else 4) + level
+
+
+@dataclass
+class Pass:
+    """One pass: its pixels (rows ys x columns xs, raster order) and their neighbourhoods."""
+
+    ys: np.ndarray
+    xs: np.ndarray
+    neighbours: np.ndarray  # (4, n) labels, -1 outside the image
+    code: np.ndarray  # (n,) presence and pair-equality bits
+    pattern: np.ndarray  # (n,) pattern id
+    m: np.ndarray  # (n,) number of candidates
+    group: int
+
+    def candidate(self, index: np.ndarray, which: np.ndarray | int) -> np.ndarray:
+        """Candidate number `which` of the pixels `index`."""
+        n = self.code.size
+        return self.neighbours.reshape(-1)[PERM_OF[self.code[index], which].astype(np.int64) * n + index]
+
+    def candidates(self, index: np.ndarray) -> np.ndarray:
+        """(len(index), 4) candidates of the pixels `index`, -1 beyond m."""
+        out = np.stack([self.candidate(index, i) for i in range(4)], axis=1)
+        out[np.arange(4)[None, :] >= self.m[index][:, None]] = -1
+        return out
+
+
+def passes(width: int, height: int):
+    """Yield (kind, d, ys, xs, offsets) for every pass in file order."""
+    for d in levels(width, height):
+        for kind, y0, x0, offsets in PASSES:
+            ys = np.arange(y0 * d, height, 2 * d)
+            xs = np.arange(x0 * d, width, 2 * d)
+            if ys.size and xs.size:
+                yield kind, d, ys, xs, offsets
+
+
+def _span(first: int, count: int, step: int, size: int) -> tuple[int, int, int]:
+    """Of the positions first + step*i (i < count), the range of i inside 0..size-1, and its first position."""
+    i0 = -(first // step) if first < 0 else 0  # first >= -step, so at most one position is before 0
+    i1 = min(count, (size - 1 - first) // step + 1)
+    return i0, max(i0, i1), first + step * i0
+
+
+def prepare(labels: np.ndarray, kind: str, d: int, ys: np.ndarray, xs: np.ndarray, offsets) -> Pass:
+    """Neighbours, pattern and candidates of a pass, from labels decoded so far (spec §11.3-§11.4)."""
+    height, width = labels.shape
+    ny, nx = ys.size, xs.size
+    planes = np.full((4, ny, nx), -1, np.int32)
+    for j, (dy, dx) in enumerate(offsets):
+        r0, r1, y = _span(int(ys[0]) + dy * d, ny, 2 * d, height)
+        c0, c1, x = _span(int(xs[0]) + dx * d, nx, 2 * d, width)
+        if r1 > r0 and c1 > c0:
+            planes[j, r0:r1, c0:c1] = labels[y : y + 2 * d * (r1 - r0) : 2 * d, x : x + 2 * d * (c1 - c0) : 2 * d]
+    flat = planes.reshape(4, -1)
+    code = np.zeros(flat.shape[1], np.uint16)
+    for j in range(4):
+        code |= (flat[j] >= 0).view(np.uint8).astype(np.uint16) << j
+    for i, (a, b) in enumerate(PAIRS):
+        code |= ((flat[a] == flat[b]) & (flat[a] >= 0)).view(np.uint8).astype(np.uint16) << (4 + i)
+    pattern = PATTERN_OF[code]
+    return Pass(ys, xs, flat, code, pattern, PATTERN_M[pattern], group(kind, d))
+
+
+# --- escapes: labels that are none of the candidates (spec §11.5) --------------------
+
+
+class EscapeOrder:
+    """For K <= 256: every palette entry's list of all entries by colour distance, and positions in it."""
+
+    def __init__(self, palette: np.ndarray) -> None:
+        self.k = palette.shape[0]
+        self.ranked = self.k <= RANK_MAX_K
+        if self.ranked:
+            p = palette.astype(np.int64)
+            dist = ((p[:, None, :] - p[None, :, :]) ** 2).sum(axis=2)
+            self.order = np.argsort(dist * self.k + np.arange(self.k)[None, :], axis=1)  # ties: lower index
+            self.position = np.empty_like(self.order)
+            np.put_along_axis(self.position, self.order, np.arange(self.k)[None, :], axis=1)
+
+    def ranks(self, labels: np.ndarray, cands: np.ndarray, m: np.ndarray) -> np.ndarray:
+        ref = cands[:, 0].astype(np.int64)
+        labels = labels.astype(np.int64)
+        if not self.ranked:
+            diff = labels - ref
+            return np.where(diff >= 0, 2 * diff, -2 * diff - 1)
+        pos = self.position[ref, labels]
+        before = np.zeros(labels.size, np.int64)
+        for j in range(4):
+            ok = j < m
+            before += ok & (self.position[ref, np.maximum(cands[:, j], 0)] < pos)
+        return pos - before
+
+    def labels(self, ranks: np.ndarray, cands: np.ndarray, m: np.ndarray, where: str) -> np.ndarray:
+        ref = cands[:, 0].astype(np.int64)
+        if not self.ranked:
+            out = ref + np.where(ranks & 1, -((ranks + 1) >> 1), ranks >> 1)
+            bad = (out < 0) | (out >= self.k)
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise SymbolRangeError(f"escape at {where} decodes to label {int(out[i])}, not below k={self.k}")
+            return out
+        limit = self.k - m
+        if (ranks >= limit).any():
+            i = int(np.argmax(ranks >= limit))
+            raise SymbolRangeError(
+                f"escape rank {int(ranks[i])} at {where} is not below k - candidates = {int(limit[i])}"
+            )
+        skip = np.where(np.arange(4)[None, :] < m[:, None], self.position[ref[:, None], np.maximum(cands, 0)], self.k)
+        skip.sort(axis=1)
+        t = ranks.astype(np.int64)
+        for j in range(4):
+            t += skip[:, j] <= t
+        return self.order[ref, t]
+
+
+# --- the encoder ---------------------------------------------------------------------
+
+
+def encode_labels(labels: np.ndarray, palette: np.ndarray) -> bytes:
+    """The coding-1 label stream for a label map (height x width, every label < K)."""
+    height, width = labels.shape
+    k = palette.shape[0]
+    labels = labels.astype(label_dtype(k), copy=False)
+    escapes = EscapeOrder(palette)
+    ctx_parts: list[np.ndarray] = []
+    sym_parts: list[np.ndarray] = []
+    nbit_parts: list[np.ndarray] = []
+    bit_parts: list[np.ndarray] = []
+
+    def emit(ctx, symbols, nbits=None, bits=None) -> None:
+        symbols = np.asarray(symbols, np.int64)
+        ctx_parts.append(np.broadcast_to(np.asarray(ctx, np.int64), symbols.shape))
+        sym_parts.append(symbols)
+        if nbits is not None:
+            nbit_parts.append(nbits)
+            bit_parts.append(bits)
+
+    def emit_tokens(ctx, values) -> None:
+        tokens, nbits, extra = rans.to_tokens(values)
+        emit(ctx, tokens, nbits, extra)
+
+    for kind, d, ys, xs, offsets in passes(width, height):
+        p = prepare(labels, kind, d, ys, xs, offsets)
+        own = labels[ys[0] :: 2 * d, xs[0] :: 2 * d].reshape(-1).astype(np.int32)
+        # The candidate index of the pixel's own label, or m when it is none of them.
+        symbol = p.m.astype(np.uint8)
+        for j in range(4):
+            symbol = np.where(p.neighbours[j] == own, np.minimum(symbol, SLOT_OF[p.code, j]), symbol)
+        found = symbol < p.m
+        unanimous = p.m == 1
+        if unanimous.any():
+            missed = np.flatnonzero(~found[unanimous])
+            emit_tokens(CTX_COUNT, [missed.size])
+            emit_tokens(CTX_GAP + p.group, np.diff(missed, prepend=-1) - 1)
+        choose = ~unanimous
+        if choose.any():
+            emit(CTX_CHOICE + len(CHOICE_PATTERNS) * p.group + CHOICE_INDEX[p.pattern[choose]], symbol[choose])
+        esc = np.flatnonzero(~found)
+        if esc.size:
+            ranks = escapes.ranks(own[esc], p.candidates(esc), p.m[esc])
+            emit_tokens(CTX_ESCAPE + 4 * p.group + p.m[esc] - 1, ranks)
+
+    ctx = np.concatenate(ctx_parts) if ctx_parts else np.zeros(0, np.int64)
+    sym = np.concatenate(sym_parts) if sym_parts else np.zeros(0, np.int64)
+    counts = np.zeros((CONTEXTS, rans.TOKENS), np.int64)
+    np.add.at(counts, (ctx, sym), 1)
+    tables = np.zeros_like(counts)
+    present = bytearray(PRESENT_BYTES)
+    table_bytes = bytearray()
+    for c in range(CONTEXTS):
+        if counts[c].any():
+            tables[c] = rans.normalise(counts[c])
+            present[c >> 3] |= 1 << (c & 7)
+            rans.write_table(tables[c, : ALPHABETS[c]], table_bytes)
+    extra = rans.pack_bits(
+        np.concatenate(bit_parts) if bit_parts else np.zeros(0, np.int64),
+        np.concatenate(nbit_parts) if nbit_parts else np.zeros(0, np.int64),
+    )
+    estimate = sum(rans.cost_bits(counts[c], tables[c]) for c in range(CONTEXTS) if counts[c].any()) / 8
+    lanes = choose_lanes(sym.size, estimate)
+    states, words = rans.encode(ctx, sym, tables, lanes)
+    head = bytearray([METHOD])
+    head += lanes.to_bytes(2, "little") + int(labels[0, 0]).to_bytes(2, "little") + len(extra).to_bytes(4, "little")
+    return b"".join([bytes(head), bytes(present), bytes(table_bytes), states.astype("<u4").tobytes(), extra, words.astype("<u2").tobytes()])
+
+
+def choose_lanes(symbols: int, estimate_bytes: float) -> int:
+    """More lanes decode faster (fewer numpy rounds) but cost 4 bytes each: keep them under ~2% of the stream."""
+    cap = min(symbols / 1024, estimate_bytes / 200, 4096)
+    lanes = 1
+    while lanes * 2 <= cap:
+        lanes *= 2
+    return lanes
+
+
+# --- the decoder ---------------------------------------------------------------------
+
+
+def decode_labels(stream: memoryview, width: int, height: int, palette: np.ndarray, offset: int) -> np.ndarray:
+    """Labels (height x width) from a coding-1 label stream; `offset` is its position in the file, for messages.
+
+    Raises the coding-1 `FormatError` subclasses of spec §7 rules 10-13.
+    """
+    k = palette.shape[0]
+    where = f"the label stream (byte {offset})"
+    reader = rans.Reader(stream, f"byte {offset}")
+    method = reader.u8("method")
+    if method != METHOD:
+        raise StreamStructureError(f"bad method at byte {offset}: {method}, coding 1 allows only {METHOD}")
+    lanes = reader.uint(2, "lanes")
+    if lanes < 1:
+        raise StreamStructureError(f"bad lanes at byte {offset + 1}: 0, allowed 1..{rans.MAX_LANES}")
+    first = reader.uint(2, "first label")
+    extra_bytes = reader.uint(4, "extra bytes")
+    present = [reader.u8("table presence") for _ in range(PRESENT_BYTES)]
+    if present[-1] >> (CONTEXTS & 7):
+        raise StreamStructureError(f"bad table presence at byte {offset + HEADER_SIZE + PRESENT_BYTES - 1}: bits past context {CONTEXTS - 1} are set")
+    tables: list[np.ndarray | None] = [None] * CONTEXTS
+    for c in range(CONTEXTS):
+        if present[c >> 3] >> (c & 7) & 1:
+            tables[c] = read_padded(reader, ALPHABETS[c], f"table {c}")
+    left = len(stream) - reader.pos
+    if 4 * lanes + extra_bytes > left:
+        raise StreamLengthError(
+            f"stream too short for its counts at byte {offset + reader.pos}: {lanes} lanes and {extra_bytes} extra bytes"
+            f" need {4 * lanes + extra_bytes} bytes, {left} are left"
+        )
+    if (left - 4 * lanes - extra_bytes) % 2:
+        raise StreamStructureError(f"bad rANS words at byte {offset + reader.pos + 4 * lanes + extra_bytes}: an odd number of bytes")
+    states = np.frombuffer(stream, "<u4", lanes, reader.pos)
+    if (states < rans.STATE_LOW).any():
+        lane = int(np.argmax(states < rans.STATE_LOW))
+        raise StreamStructureError(f"bad lane state at byte {offset + reader.pos + 4 * lane}: {int(states[lane]):#x}, must be at least {rans.STATE_LOW:#x}")
+    extra_at = reader.pos + 4 * lanes
+    bits = rans.BitReader(np.frombuffer(stream, np.uint8, extra_bytes, extra_at), where)
+    words = np.frombuffer(stream, "<u2", offset=extra_at + extra_bytes)
+    if first >= k:
+        raise SymbolRangeError(f"first label {first} at byte {offset + 3} is not below k={k}")
+    decoder = rans.Decoder(states, words, rans.decode_table(tables, ALPHABETS), where)
+    labels = np.zeros((height, width), label_dtype(k))
+    labels[0, 0] = first
+    escapes = EscapeOrder(palette)
+
+    def tokens(ctx) -> np.ndarray:
+        t = decoder.decode(np.asarray(ctx)).astype(np.int64)
+        return rans.from_tokens(t, bits.read(rans.token_extra_bits(t)))
+
+    for kind, d, ys, xs, offsets in passes(width, height):
+        p = prepare(labels, kind, d, ys, xs, offsets)
+        n = p.m.size
+        out = p.candidate(np.arange(n), 0)
+        esc = np.zeros(n, bool)
+        unanimous = np.flatnonzero(p.m == 1)
+        name = f"pass {kind} of step {d}"
+        if unanimous.size:
+            count = int(tokens(np.array([CTX_COUNT]))[0])
+            if count > unanimous.size:
+                raise StreamLengthError(f"{name} lists {count} escapes among its {unanimous.size} unanimous pixels")
+            gaps = tokens(np.full(count, CTX_GAP + p.group))
+            at = np.cumsum(gaps + 1) - 1
+            if count and at[-1] >= unanimous.size:
+                raise SymbolRangeError(f"{name}: escape gap reaches pixel {int(at[-1])} of {unanimous.size} unanimous pixels")
+            esc[unanimous[at]] = True
+        choose = np.flatnonzero(p.m > 1)
+        if choose.size:
+            ctx = CTX_CHOICE + len(CHOICE_PATTERNS) * p.group + CHOICE_INDEX[p.pattern[choose]]
+            symbol = decoder.decode(ctx)
+            named = symbol < p.m[choose]
+            out[choose[named]] = p.candidate(choose[named], symbol[named])
+            esc[choose[~named]] = True
+        if esc.any():
+            index = np.flatnonzero(esc)
+            m = p.m[index]
+            ranks = tokens(CTX_ESCAPE + 4 * p.group + m - 1)
+            out[index] = escapes.labels(ranks, p.candidates(index), m, name)
+        labels[ys[0] :: 2 * d, xs[0] :: 2 * d] = out.reshape(ys.size, xs.size)
+    decoder.finish()
+    bits.finish()
+    return labels
+
+
+def read_padded(reader: rans.Reader, alphabet: int, name: str) -> np.ndarray:
+    """A frequency table widened to the token alphabet, so all contexts share one lookup layout."""
+    freqs = rans.read_table(reader, alphabet, name)
+    out = np.zeros(rans.TOKENS, np.int64)
+    out[:alphabet] = freqs
+    return out

@@ -1,0 +1,327 @@
+"""Entropy coding for coding 1 (spec §11.6-§11.8): static-frequency interleaved rANS.
+
+Every symbol is coded with a table of 12-bit frequencies chosen by its context.
+Symbol i of the file is coded by lane ``i mod lanes``; all lanes share one stream
+of 16-bit words, read in symbol order. Because lanes are independent, a whole
+round of up to ``lanes`` symbols is decoded by a few numpy operations, which is
+what makes a pure-numpy decoder fast.
+
+Also here: the frequency tables' byte form, the hybrid integer tokens, and the
+raw "extra bits" stream that carries the low bits of large integers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import StreamEndError, StreamStructureError, SymbolRangeError
+
+PRECISION = 12  # frequencies sum to 2**12 in every table
+TOTAL = 1 << PRECISION
+STATE_LOW = 1 << 16  # lane states live in [2**16, 2**32); decoding ends with every lane here
+MAX_LANES = 65535
+
+# Hybrid integer tokens (spec §11.7): values below 16 are their own token;
+# larger ones keep their top two bits in the token and the rest as extra bits.
+DIRECT_TOKENS = 16
+TOKENS = DIRECT_TOKENS + 2 * 28  # 72 tokens cover every value below 2**32
+
+# A decode table entry packs symbol (7 bits) | frequency (13 bits) | slot - start (12 bits).
+_SYM_SHIFT, _FREQ_SHIFT = 25, 12
+
+
+# --- hybrid integer tokens ----------------------------------------------------
+
+
+def to_tokens(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(token, extra bit count, extra bits) for non-negative integers below 2**32."""
+    v = np.asarray(values, np.int64)
+    e = np.zeros(v.shape, np.int64)
+    big = v >= DIRECT_TOKENS
+    e[big] = _bit_length(v[big]) - 1
+    tokens = np.where(big, DIRECT_TOKENS + 2 * (e - 4) + ((v >> np.maximum(e - 1, 0)) & 1), v)
+    nbits = np.where(big, e - 1, 0)
+    extra = v & ((np.int64(1) << nbits) - 1)
+    return tokens, nbits, extra
+
+
+def token_extra_bits(tokens: np.ndarray) -> np.ndarray:
+    """How many extra bits follow each token."""
+    t = np.asarray(tokens, np.int64)
+    return np.where(t < DIRECT_TOKENS, 0, 3 + ((t - DIRECT_TOKENS) >> 1))
+
+
+def from_tokens(tokens: np.ndarray, extra: np.ndarray) -> np.ndarray:
+    """Values from tokens and their extra bits (inverse of `to_tokens`)."""
+    t = np.asarray(tokens, np.int64)
+    e = 4 + ((t - DIRECT_TOKENS) >> 1)
+    big = (np.int64(1) << e) | (((t - DIRECT_TOKENS) & 1) << (e - 1)) | np.asarray(extra, np.int64)
+    return np.where(t < DIRECT_TOKENS, t, big)
+
+
+def _bit_length(v: np.ndarray) -> np.ndarray:
+    """bit_length of positive int64 values, exactly (no floating point)."""
+    out = np.zeros(v.shape, np.int64)
+    v = v.copy()
+    for shift in (32, 16, 8, 4, 2, 1):
+        high = v >= (np.int64(1) << shift)
+        out[high] += shift
+        v[high] >>= shift
+    return out + (v > 0)
+
+
+# --- frequency tables -----------------------------------------------------------
+
+
+def normalise(counts: np.ndarray) -> np.ndarray:
+    """Frequencies summing to 2**12, at least 1 for every symbol that occurs."""
+    counts = np.asarray(counts, np.int64)
+    total = int(counts.sum())
+    freqs = np.where(counts > 0, np.maximum(1, (counts * TOTAL + total // 2) // max(total, 1)), 0)
+    # Take the surplus from (or give the shortfall to) the most frequent symbols, never below 1.
+    diff = int(freqs.sum()) - TOTAL
+    for index in np.argsort(-counts, kind="stable"):
+        if diff == 0:
+            break
+        if diff > 0:
+            take = min(diff, int(freqs[index]) - 1)
+            freqs[index] -= take
+            diff -= take
+        elif counts[index] > 0:
+            freqs[index] -= diff
+            diff = 0
+    return freqs
+
+
+def cost_bits(counts: np.ndarray, freqs: np.ndarray) -> float:
+    """Bits rANS spends on symbols with these counts under these frequencies."""
+    used = counts > 0
+    return float(-(counts[used] * np.log2(freqs[used] / TOTAL)).sum())
+
+
+def write_varint(value: int, out: bytearray) -> None:
+    while value >= 0x80:
+        out.append(0x80 | (value & 0x7F))
+        value >>= 7
+    out.append(value)
+
+
+def write_table(freqs: np.ndarray, out: bytearray) -> None:
+    """n = highest used symbol + 1, then the first n - 1 frequencies; the last is implied."""
+    n = int(np.flatnonzero(freqs)[-1]) + 1
+    out.append(n)
+    for f in freqs[: n - 1]:
+        write_varint(int(f), out)
+
+
+class Reader:
+    """Reads the byte fields of the stream, naming the offset of every failure."""
+
+    def __init__(self, data: memoryview, where: str) -> None:
+        self.data = data
+        self.pos = 0
+        self.where = where
+
+    def u8(self, field: str) -> int:
+        self._need(1, field)
+        self.pos += 1
+        return self.data[self.pos - 1]
+
+    def uint(self, size: int, field: str) -> int:
+        self._need(size, field)
+        self.pos += size
+        return int.from_bytes(self.data[self.pos - size : self.pos], "little")
+
+    def varint(self, field: str) -> int:
+        start = self.pos
+        value = 0
+        for shift in (0, 7):
+            byte = self.u8(field)
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+        raise StreamStructureError(f"bad {field} at byte {self.where_at(start)}: a frequency takes at most 2 bytes")
+
+    def where_at(self, pos: int) -> str:
+        return f"{self.where} + {pos}"
+
+    def _need(self, size: int, field: str) -> None:
+        if self.pos + size > len(self.data):
+            raise StreamEndError(f"stream ends early: {field} at byte {self.where_at(self.pos)} needs {size} bytes, the stream has {len(self.data) - self.pos} left")
+
+
+def read_table(reader: Reader, alphabet: int, name: str) -> np.ndarray:
+    """One frequency table (spec §11.6); returns `alphabet` frequencies."""
+    start = reader.pos
+    n = reader.u8(f"{name} size")
+    if not 1 <= n <= alphabet:
+        raise StreamStructureError(f"bad {name} at byte {reader.where_at(start)}: {n} symbols, allowed 1..{alphabet}")
+    freqs = np.zeros(alphabet, np.int64)
+    for s in range(n - 1):
+        freqs[s] = reader.varint(f"{name} frequency")
+    rest = TOTAL - int(freqs.sum())
+    if rest < 1:
+        raise StreamStructureError(
+            f"bad {name} at byte {reader.where_at(start)}: frequencies sum to {TOTAL - rest}, more than {TOTAL - 1} before the last symbol"
+        )
+    freqs[n - 1] = rest
+    return freqs
+
+
+def decode_table(tables: list[np.ndarray | None], alphabets: list[int]) -> np.ndarray:
+    """The slot -> (symbol, frequency, offset) lookup for every context; absent tables decode to 0 (invalid)."""
+    out = np.zeros((len(tables), TOTAL), np.uint32)
+    slots = np.arange(TOTAL, dtype=np.uint32)
+    for ctx, freqs in enumerate(tables):
+        if freqs is None:
+            continue
+        starts = np.concatenate([[0], np.cumsum(freqs)[:-1]]).astype(np.uint32)
+        symbol = np.repeat(np.arange(freqs.size, dtype=np.uint32), freqs)
+        out[ctx] = (symbol << _SYM_SHIFT) | (freqs[symbol].astype(np.uint32) << _FREQ_SHIFT) | (slots - starts[symbol])
+    return out.reshape(-1)
+
+
+# --- interleaved rANS -------------------------------------------------------------
+
+
+def encode(contexts: np.ndarray, symbols: np.ndarray, tables: np.ndarray, lanes: int) -> tuple[np.ndarray, np.ndarray]:
+    """rANS-code symbols (in file order) with per-context frequency rows of `tables`.
+
+    Returns (initial lane states for the decoder, 16-bit words in reading order).
+    Symbols are encoded in reverse, a round of lanes at a time, so the decoder
+    reads the words forwards.
+    """
+    freqs = tables[contexts, symbols].astype(np.uint64)
+    starts = (np.cumsum(tables, axis=1) - tables)[contexts, symbols].astype(np.uint64)
+    if (freqs == 0).any():
+        raise ValueError("a symbol has frequency 0 in its table")
+    state = np.full(lanes, STATE_LOW, np.uint64)
+    chunks: list[np.ndarray] = []
+    total = contexts.size
+    end = total
+    while end > 0:
+        start = (end - 1) // lanes * lanes
+        f = freqs[start:end]
+        c = starts[start:end]
+        lane = slice(0, end - start)
+        x = state[lane]
+        out = x >= (f << np.uint64(32 - PRECISION))  # would overflow: emit the low word first
+        if out.any():
+            chunks.append((x[out] & np.uint64(0xFFFF)).astype(np.uint16)[::-1])
+            x = np.where(out, x >> np.uint64(16), x)
+        state[lane] = ((x // f) << np.uint64(PRECISION)) + (x % f) + c
+        end = start
+    words = np.concatenate(chunks)[::-1] if chunks else np.zeros(0, np.uint16)
+    return state.astype(np.uint32), words
+
+
+class Decoder:
+    """The decoder side of `encode`: lane states plus a cursor into the shared word stream."""
+
+    def __init__(self, states: np.ndarray, words: np.ndarray, table: np.ndarray, where: str) -> None:
+        self.state = states.astype(np.uint32)
+        self.lanes = states.size
+        self.words = words.astype(np.uint32)
+        self.word_pos = 0
+        self.index = 0  # symbols decoded so far: the next one uses lane index % lanes
+        self.table = table
+        self.where = where
+
+    def decode(self, contexts: np.ndarray) -> np.ndarray:
+        """Decode one symbol per entry of `contexts`, in order."""
+        count = contexts.size
+        out = np.empty(count, np.uint32)
+        done = 0
+        base = contexts.astype(np.uint32) << np.uint32(PRECISION)
+        while done < count:
+            lane0 = self.index % self.lanes
+            n = min(count - done, self.lanes - lane0)
+            lane = slice(lane0, lane0 + n)
+            x = self.state[lane]
+            entry = self.table[base[done : done + n] | (x & np.uint32(TOTAL - 1))]
+            freq = (entry >> np.uint32(_FREQ_SHIFT)) & np.uint32(0x1FFF)
+            if not freq.all():
+                bad = int(np.argmin(freq))
+                raise SymbolRangeError(
+                    f"symbol {self.index + bad} needs context {int(contexts[done + bad])}, whose table is absent"
+                )
+            x = freq * (x >> np.uint32(PRECISION)) + (entry & np.uint32(TOTAL - 1))
+            need = x < np.uint32(STATE_LOW)
+            reads = int(np.count_nonzero(need))
+            if reads:
+                if self.word_pos + reads > self.words.size:
+                    raise StreamEndError(
+                        f"stream ends early: symbol {self.index} needs word {self.words.size} of the rANS words, there are {self.words.size}"
+                    )
+                x[need] = (x[need] << np.uint32(16)) | self.words[self.word_pos : self.word_pos + reads]
+                self.word_pos += reads
+            self.state[lane] = x
+            out[done : done + n] = entry >> np.uint32(_SYM_SHIFT)
+            done += n
+            self.index += n
+        return out
+
+    def finish(self) -> None:
+        """Every word read and every lane back at its start state (spec §11.8)."""
+        if self.word_pos != self.words.size:
+            raise StreamEndError(
+                f"stream leaves bytes over: {self.words.size - self.word_pos} of {self.words.size} rANS words unread"
+            )
+        if (self.state != STATE_LOW).any():
+            lane = int(np.argmax(self.state != STATE_LOW))
+            raise StreamEndError(
+                f"stream ends in the wrong state: lane {lane} ends at {int(self.state[lane]):#x}, must be {STATE_LOW:#x}"
+            )
+
+
+# --- the extra bits stream --------------------------------------------------------
+
+
+def pack_bits(values: np.ndarray, nbits: np.ndarray) -> bytes:
+    """Values of nbits each (0..31), MSB first, into bytes padded with zero bits."""
+    nbits = np.asarray(nbits, np.int64)
+    keep = nbits > 0
+    values, nbits = np.asarray(values, np.int64)[keep], nbits[keep]
+    if values.size == 0:
+        return b""
+    # Expand to single bits: bit j of value i (from the top) at its stream position.
+    total = int(nbits.sum())
+    owner = np.repeat(np.arange(values.size), nbits)
+    first = np.cumsum(nbits) - nbits
+    within = np.arange(total) - first[owner]
+    bits = ((values[owner] >> (nbits[owner] - 1 - within)) & 1).astype(np.uint8)
+    return np.packbits(bits).tobytes()
+
+
+class BitReader:
+    """Reads groups of bits from the extra-bit stream, MSB first, vectorised."""
+
+    def __init__(self, data: np.ndarray, where: str) -> None:
+        self.data = np.concatenate([data, np.zeros(8, np.uint8)])  # room for a 64-bit window
+        self.bits = data.size * 8
+        self.pos = 0
+        self.where = where
+
+    def read(self, nbits: np.ndarray) -> np.ndarray:
+        nbits = np.asarray(nbits, np.int64)
+        total = int(nbits.sum())
+        if self.pos + total > self.bits:
+            raise StreamEndError(
+                f"stream ends early: the extra bits need {self.pos + total} bits, {self.where} has {self.bits}"
+            )
+        starts = self.pos + np.cumsum(nbits) - nbits
+        self.pos += total
+        byte = starts >> 3
+        window = np.zeros(starts.size, np.uint64)
+        for j in range(5):  # 5 bytes cover any 31-bit group at any bit offset
+            window = (window << np.uint64(8)) | self.data[byte + j].astype(np.uint64)
+        shift = (40 - (starts & 7) - nbits).astype(np.uint64)
+        mask = (np.uint64(1) << nbits.astype(np.uint64)) - np.uint64(1)
+        return ((window >> shift) & mask).astype(np.int64)
+
+    def finish(self) -> None:
+        left = self.bits - self.pos
+        if left >= 8:
+            raise StreamEndError(f"stream leaves bytes over: {left // 8} unread bytes of extra bits in {self.where}")
+        if left and int(self.data[self.bits // 8 - 1]) & ((1 << left) - 1):
+            raise StreamEndError(f"non-zero padding in the last byte of the extra bits ({self.where})")

@@ -1,0 +1,252 @@
+"""Spec §11, coding 1: coded labels round-trip exactly, stay within the formula bound, and fail safely."""
+
+import re
+import struct
+import tracemalloc
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import kmcodec
+from kmcodec import coding1, errors, layout, rans
+
+SPEC = Path(__file__).resolve().parents[1] / "spec" / "kmq.md"
+
+
+def bound(width: int, height: int, k: int, channels: int) -> int:
+    """The coding-0 size of spec §6, computed here rather than taken from the code under test."""
+    return 28 + channels * k + (width * height * (k - 1).bit_length() + 7) // 8
+
+
+def example_labels() -> np.ndarray:
+    """The image of spec §11.10, from its description."""
+    y, x = np.mgrid[0:32, 0:32]
+    labels = np.where(x < 16, 0, np.where(y < 20, 1, 2))
+    labels[(x - 8) ** 2 + (y - 22) ** 2 <= 20] = 3
+    return labels
+
+
+EXAMPLE_PALETTE = np.array([[255, 255, 255], [0, 0, 255], [255, 0, 0], [0, 128, 0]], np.uint8)
+
+
+def spec_coding1_dump() -> bytes:
+    dumps = re.findall(r"```\n(0{8}.*?)```", SPEC.read_text(), re.S)
+    return bytes.fromhex("".join(line[10:58] for line in dumps[3].splitlines()))
+
+
+def test_spec_worked_example_is_the_bytes_we_write():
+    data = kmcodec.pack(EXAMPLE_PALETTE, example_labels(), compress=True)
+    assert data == spec_coding1_dump()
+    assert len(data) == 139 < bound(32, 32, 4, 3) == 296
+
+
+def test_spec_worked_example_decodes_to_its_description():
+    image = kmcodec.decode(spec_coding1_dump())
+    assert (image.coding, image.width, image.height, image.k) == (1, 32, 32, 4)
+    assert np.array_equal(image.labels, example_labels())
+    assert image.labels[16, 16] == 1  # the first escape the spec walks through
+
+
+# --- round trips --------------------------------------------------------------
+
+
+@st.composite
+def label_maps(draw, max_k=256):
+    """Label maps with structure, as images give them: flat blocks, gradients, noise, and mixes."""
+    k = draw(st.integers(1, max_k))
+    height, width = draw(st.integers(1, 48)), draw(st.integers(1, 48))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    kind = draw(st.sampled_from(["blocks", "gradient", "noise", "mixed"]))
+    y, x = np.mgrid[0:height, 0:width]
+    if kind == "blocks":
+        cell = draw(st.integers(1, 12))
+        labels = rng.integers(0, k, ((height + cell - 1) // cell, (width + cell - 1) // cell))
+        labels = np.kron(labels, np.ones((cell, cell), int))[:height, :width]
+    elif kind == "gradient":
+        labels = (x * 3 + y * 2) * k // (3 * width + 2 * height)
+    elif kind == "noise":
+        labels = rng.integers(0, k, (height, width))
+    else:
+        labels = (x + y) * k // (width + height)
+        spots = rng.random((height, width)) < 0.1
+        labels[spots] = rng.integers(0, k, int(spots.sum()))
+    channels = draw(st.sampled_from([1, 3, 4]))
+    palette = rng.integers(0, 256, (k, channels), dtype=np.uint8)
+    return palette, np.clip(labels, 0, k - 1)
+
+
+def check_round_trip(palette: np.ndarray, labels: np.ndarray) -> bytes:
+    raw = kmcodec.pack(palette, labels)
+    coded = kmcodec.pack(palette, labels, compress=True)
+    height, width = labels.shape
+    k, channels = palette.shape
+    assert len(raw) == bound(width, height, k, channels)
+    assert len(coded) <= len(raw)
+    image = kmcodec.decode(coded)
+    assert image.coding == (1 if len(coded) < len(raw) else 0)
+    assert np.array_equal(image.labels, labels)
+    assert np.array_equal(image.palette, palette)
+    assert np.array_equal(image.to_array(), palette[labels])
+    # The stream itself, without the container's fallback, round-trips too.
+    stream = coding1.encode_labels(labels, palette)
+    offset = 24 + palette.size
+    assert np.array_equal(coding1.decode_labels(memoryview(stream), width, height, palette, offset), labels)
+    return coded
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(label_maps())
+def test_round_trip_k_up_to_256(case):
+    check_round_trip(*case)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(label_maps(max_k=65536))
+def test_round_trip_k_in_the_thousands(case):
+    check_round_trip(*case)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 255, 256, 257, 4097, 65536])
+def test_round_trip_at_the_edges_of_k(k):
+    rng = np.random.default_rng(k)
+    y, x = np.mgrid[0:40, 0:50]
+    labels = ((x * 7 + y * 3) % k + rng.integers(0, 2, (40, 50))) % k
+    check_round_trip(rng.integers(0, 256, (k, 3), dtype=np.uint8), labels)
+
+
+@pytest.mark.parametrize("k", range(1, 257))
+def test_every_k_from_1_to_256_round_trips(k):
+    rng = np.random.default_rng(k)
+    y, x = np.mgrid[0:24, 0:40]
+    labels = np.minimum((x // 3 + y // 4 + rng.integers(0, 2, (24, 40))) * k // 20, k - 1)
+    check_round_trip(rng.integers(0, 256, (k, 1), dtype=np.uint8), labels)
+
+
+def test_escapes_with_more_than_256_entries_use_index_differences():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 300, (64, 64))
+    labels[:32] = 5  # a flat half keeps coding 1 smaller than coding 0
+    check_round_trip(rng.integers(0, 256, (300, 3), dtype=np.uint8), labels)
+
+
+def test_encoder_falls_back_to_coding_0_when_coding_1_is_not_smaller():
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 16, (20, 20))
+    data = kmcodec.pack(rng.integers(0, 256, (16, 3), dtype=np.uint8), noise, compress=True)
+    assert data[6] == 0 and len(data) == bound(20, 20, 16, 3)
+    assert kmcodec.pack(np.zeros((1, 3), np.uint8), np.zeros((50, 50), int), compress=True)[6] == 0  # K = 1
+
+
+def test_encode_compress_keeps_palette_and_labels():
+    rng = np.random.default_rng(3)
+    image = np.repeat(np.repeat(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8), 6, 0), 6, 1)
+    raw, coded = kmcodec.decode(kmcodec.encode(image, 8)), kmcodec.decode(kmcodec.encode(image, 8, compress=True))
+    assert coded.coding == 1 and raw.coding == 0
+    assert np.array_equal(raw.labels, coded.labels) and np.array_equal(raw.palette, coded.palette)
+
+
+def test_recode_converts_both_ways_without_changing_pixels():
+    labels, palette = example_labels(), EXAMPLE_PALETTE
+    raw = kmcodec.pack(palette, labels)
+    coded = kmcodec.recode(raw, compress=True)
+    assert coded == spec_coding1_dump()
+    assert kmcodec.recode(coded, compress=False) == raw
+    assert kmcodec.recode(coded, compress=True) == coded
+
+
+# --- hostile streams ------------------------------------------------------------
+
+
+def with_stream(data: bytes, stream: bytes) -> bytes:
+    """Replace the label stream of a coding-1 file and repair its CRC, so only the stream is wrong."""
+    header = layout.HEADER.unpack_from(data)
+    start = 24 + header[2] * header[7]
+    body = data[:start] + stream
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def test_rejects_a_file_longer_than_the_bound():
+    data = spec_coding1_dump()
+    stream = data[36:-4]
+    too_long = with_stream(data, stream + bytes(296 - len(data) + 2))
+    with pytest.raises(errors.BoundError, match="at most 296 bytes"):
+        kmcodec.decode(too_long)
+
+
+def test_rejects_a_file_shorter_than_the_fixed_fields():
+    data = spec_coding1_dump()
+    with pytest.raises(errors.TruncatedError, match="at least 66 bytes"):
+        kmcodec.decode(with_stream(data, data[36:50]))
+
+
+def test_every_bit_flip_with_a_repaired_crc_decodes_or_raises_a_format_error():
+    data = spec_coding1_dump()
+    stream = bytearray(data[36:-4])
+    outcomes = set()
+    for i in range(len(stream) * 8):
+        flipped = bytearray(stream)
+        flipped[i // 8] ^= 0x80 >> (i % 8)
+        try:
+            kmcodec.decode(with_stream(data, bytes(flipped)))
+            outcomes.add("decoded")
+        except errors.FormatError as exc:
+            assert str(exc) and "\n" not in str(exc)
+            outcomes.add(type(exc).__name__)
+    # The flips reach every coding-1 rule, not just the first.
+    assert {"StreamStructureError", "StreamEndError", "SymbolRangeError"} <= outcomes
+
+
+def test_every_truncation_raises_a_format_error():
+    data = spec_coding1_dump()
+    stream = data[36:-4]
+    for cut in range(len(stream)):
+        with pytest.raises(errors.FormatError):
+            kmcodec.decode(with_stream(data, stream[:cut]))
+
+
+def test_a_stream_claiming_huge_counts_allocates_nothing_for_them():
+    """Extra bytes of 2**32 - 1: rejected from the stream's length, before any allocation."""
+    labels = np.zeros((512, 512), int)
+    labels[:, 256:] = 1
+    data = kmcodec.pack(np.array([[0], [255]], np.uint8), labels, compress=True)
+    stream = bytearray(data[26:-4])
+    stream[5:9] = (2**32 - 1).to_bytes(4, "little")
+    hostile = with_stream(data, bytes(stream))
+    tracemalloc.start()
+    try:
+        with pytest.raises(errors.StreamLengthError, match="4294967295 extra bytes"):
+            kmcodec.decode(hostile)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2_000_000  # tables only: the label map (256 kB) is not even reached
+
+
+def test_decode_memory_is_bounded_by_the_header():
+    """A 1000 x 1000 coding-1 decode: the label map and the pass arrays, nothing sized by stream claims."""
+    y, x = np.mgrid[0:1000, 0:1000]
+    labels = ((x // 50 + y // 70) % 16).astype(np.uint8)
+    data = kmcodec.pack(np.arange(48, dtype=np.uint8).reshape(16, 3), labels, compress=True)
+    assert data[6] == 1
+    tracemalloc.start()
+    try:
+        image = kmcodec.decode(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(image.labels, labels)
+    assert peak < 40 * labels.size  # about 4 x 4-byte neighbour planes of a level-1 pass, and some
+
+
+def test_rans_tokens_invert_for_every_bit_length():
+    values = np.array([0, 1, 15, 16, 17, 31, 32, 47, 48, 1000, 65535, 65536, 2**31 - 1, 2**31, 2**32 - 1], np.int64)
+    tokens, nbits, extra = rans.to_tokens(values)
+    assert tokens.max() < rans.TOKENS
+    assert np.array_equal(nbits, rans.token_extra_bits(tokens))
+    assert np.array_equal(rans.from_tokens(tokens, extra), values)
+    assert tokens.tolist()[:9] == [0, 1, 15, 16, 16, 17, 18, 18, 19]  # 16, 17: e = 4, h = 0; 31: h = 1; 32, 47: e = 5, h = 0; 48: h = 1
