@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
+from . import layout
 from .choose_k import Choice, FitSettings, OnTrial, choose
 from .codec import pack, psnr
 from .container import parse_header
@@ -42,6 +43,7 @@ class EncodeOptions:
     max_iter: int = 100
     dither: bool = False
     force: bool = False
+    compress: bool = False  # write coding 1 when it is smaller (spec §11)
 
     @property
     def settings(self) -> FitSettings:
@@ -117,21 +119,25 @@ def encode_file(job: Job, options: EncodeOptions, *, on_trial: OnTrial | None = 
         max_bytes=options.max_bytes,
         settings=options.settings,
         on_trial=on_trial,
+        compress=options.compress,
     )
     palette, labels, cost = choice.fit.palette, choice.fit.labels, choice.fit.cost
     fit_psnr = psnr(choice.fit.mse)
     if options.dither:
         labels = dither_labels(pixels.array, palette)
         cost = float(squared_error(pixels.array, palette, labels))
-    data = pack(palette, labels)
+    data = pack(palette, labels, compress=options.compress)
     write_bytes(job.output, data, overwrite=options.force)
-    return summary(job, data, pixels.notes, choice, cost, fit_psnr if options.dither else None, time.perf_counter() - started)
+    s = summary(job, data, pixels.notes, choice, cost, fit_psnr if options.dither else None, time.perf_counter() - started)
+    s["compress"] = options.compress
+    return s
 
 
 def summary(
     job: Job, data: bytes, notes: Sequence[str], choice: Choice, cost: float, psnr_without_dither: float | None, seconds: float
 ) -> dict:
-    size = parse_header(data).size
+    header = parse_header(data)
+    size = header.size
     written = job.output.stat().st_size
     raw = size.width * size.height * size.channels
     mse = cost / (size.width * size.height * size.channels)
@@ -148,7 +154,10 @@ def summary(
         "bytes": written,
         "formula_bits": size.content_bits,
         "formula_bytes": size.total_bytes,
-        "formula_holds": written == size.total_bytes,
+        "formula_holds": written == size.total_bytes if header.coding == layout.CODING_RAW else written <= size.total_bytes,
+        "coding": header.coding,
+        "label_bytes": written - layout.OVERHEAD - size.palette_bytes,
+        "label_bits_per_pixel": 8 * (written - layout.OVERHEAD - size.palette_bytes) / (size.width * size.height),
         "raw_bytes": raw,
         "ratio": raw / written,
         "cost": cost,

@@ -16,7 +16,10 @@ psnr       the smallest k whose fit reaches the target PSNR. PSNR grows with k, 
            and is kept only if it is at least as good as the trial at that k.
 max_bytes  the largest k whose exact file size (spec §6) fits the budget; no fit is
            needed to find it. The file can only be smaller: the palette may come out
-           with k_out < k entries (and a b-bit label for k_out <= 2**b).
+           with k_out < k entries (and a b-bit label for k_out <= 2**b). With
+           ``compress`` the coded size is known only by encoding, so the search starts
+           from that k (coding 1 is never larger), doubles k while the coded file
+           fits, then bisects: about 2 log2(k) trial fits and trial encodes.
 auto       the elbow of the k-means cost over k = 2..16: cost and k are each scaled to
            0..1 and the elbow is the k farthest below the chord from the first point to
            the last (the "Kneedle" rule). The curve uses single-restart fits, made
@@ -35,7 +38,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from . import layout
-from .codec import check_k, psnr
+from .codec import check_k, pack, psnr
 from .errors import ParameterError
 from .palette import ColourHistogram, PaletteFit, colour_histogram, fit_palette
 
@@ -202,6 +205,51 @@ def k_for_bytes(hist: ColourHistogram, max_bytes: int, settings: FitSettings = F
     return Choice("max_bytes", k, reason, fit)
 
 
+def k_for_compressed_bytes(
+    hist: ColourHistogram, max_bytes: int, settings: FitSettings = FitSettings(), *, on_trial: OnTrial | None = None
+) -> Choice:
+    """The largest k whose coding-1 file fits `max_bytes`, by trial encodes (module docstring)."""
+    h, w, c = hist.pixels.shape
+    start = k_for_bytes(hist, max_bytes, settings)
+    if start.fit.k < start.k or start.k >= layout.MAX_K:  # already lossless, or nothing larger exists
+        return Choice("max_bytes", start.k, start.reason + " (coded)", start.fit)
+    trials: list[Trial] = []
+    fits: dict[int, tuple[PaletteFit, int]] = {}
+
+    def coded(k: int) -> int:
+        if k not in fits:
+            trial, fit = _trial(hist, k, settings, on_trial)
+            trials.append(trial)
+            fits[k] = (fit, len(pack(fit.palette, fit.labels.reshape(h, w), compress=True)))
+        return fits[k][1]
+
+    good, bad = start.k, None
+    limit = min(layout.MAX_K, hist.n_distinct)
+    while bad is None and good < limit:
+        k = min(2 * good, limit)
+        if coded(k) <= max_bytes:
+            good = k
+        else:
+            bad = k
+    while bad is not None and bad - good > 1:
+        mid = (good + bad) // 2
+        if coded(mid) <= max_bytes:
+            good = mid
+        else:
+            bad = mid
+    fit = settings.fit(hist, good)
+    size = len(pack(fit.palette, fit.labels.reshape(h, w), compress=True))
+    if size > max_bytes and good in fits:  # the full fit landed elsewhere; its trial fit is known to fit
+        fit, size = fits[good]
+    elif size > max_bytes:
+        fit, size = start.fit, len(pack(start.fit.palette, start.fit.labels.reshape(h, w), compress=True))
+        good = start.k
+    reason = f"largest k whose coded file fits {max_bytes} bytes: k={good} is {size} bytes"
+    if bad is not None:
+        reason += f", k={bad} would be {fits[bad][1]}"
+    return Choice("max_bytes", good, reason, fit, tuple(trials))
+
+
 def elbow(ks: Sequence[int], costs: Sequence[float]) -> int:
     """The k of the elbow of a decreasing cost curve: farthest below its chord, both axes scaled to 0..1.
 
@@ -255,14 +303,20 @@ def choose(
     max_bytes: int | None = None,
     settings: FitSettings = FitSettings(),
     on_trial: OnTrial | None = None,
+    compress: bool = False,
 ) -> Choice:
-    """Pick k by exactly one rule: `k` (an int, or "auto"), `psnr_target` or `max_bytes`."""
+    """Pick k by exactly one rule: `k` (an int, or "auto"), `psnr_target` or `max_bytes`.
+
+    `compress` makes `max_bytes` count the coding-1 file instead of the formula.
+    """
     given = [name for name, value in (("k", k), ("psnr", psnr_target), ("max_bytes", max_bytes)) if value is not None]
     if len(given) != 1:
         raise ParameterError(f"give exactly one of k, psnr, max_bytes; got {', '.join(given) or 'none'}")
     hist = pixels if isinstance(pixels, ColourHistogram) else colour_histogram(pixels)
     if psnr_target is not None:
         return smallest_k_for_psnr(hist, psnr_target, settings, on_trial=on_trial)
+    if max_bytes is not None and compress:
+        return k_for_compressed_bytes(hist, max_bytes, settings, on_trial=on_trial)
     if max_bytes is not None:
         return k_for_bytes(hist, max_bytes, settings)
     if k == "auto":

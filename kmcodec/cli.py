@@ -29,10 +29,10 @@ from PIL import Image
 from . import __version__, layout, progress
 from .batch import EncodeOptions, Job, Outcome, encode_file, output_paths, run
 from .choose_k import AUTO_KS, FitSettings
-from .codec import PILLOW_LIMIT, decode
+from .codec import PILLOW_LIMIT, decode, recode
 from .container import check_values, parse_header
 from .errors import KmqError, OutputError
-from .files import atomic_write, check_output, load_image, read_bytes
+from .files import atomic_write, check_output, load_image, read_bytes, write_bytes
 from .outputs import (
     PLOT_EXTRA,
     check_free,
@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     choice.add_argument("--max-bytes", type=int, metavar="N", help="the best quality whose file fits N bytes")
     enc.add_argument("-o", "--output", metavar="OUT", help="output file, one input only (default: IN with suffix .kmq)")
     enc.add_argument("--out-dir", metavar="DIR", help="write each output into DIR (made if missing) instead of beside its input")
+    enc.add_argument("-z", "--compress", action="store_true",
+                     help="write coded labels (coding 1) when smaller: same palette and labels, within the size formula")
     enc.add_argument("--dither", action="store_true", help="map onto the palette with Floyd-Steinberg dithering (grey/RGB, k <= 256)")
     enc.add_argument("--jobs", type=int, default=1, metavar="N", help="encode N files at once in worker processes; 0: one per CPU (default 1)")
     add_fit_options(enc)
@@ -111,6 +113,20 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--force", action="store_true", help="overwrite outputs that exist")
     dec.add_argument("--max-pixels", type=int, default=None, help="refuse images with more pixels (default: Pillow's limit)")
     dec.set_defaults(run=run_decode)
+
+    rec = commands.add_parser(
+        "recode",
+        help="convert a .kmq file between codings, losslessly",
+        description="Rewrite a .kmq file in coding 1 (--compress, when smaller) or coding 0 (--raw); palette and labels are kept.",
+    )
+    rec.add_argument("input", metavar="IN", help="input .kmq file")
+    rec.add_argument("-o", "--output", metavar="OUT", help="output file (default: replace IN, atomically)")
+    how = rec.add_mutually_exclusive_group(required=True)
+    how.add_argument("-z", "--compress", action="store_true", help="coded labels (coding 1) when smaller, else raw")
+    how.add_argument("--raw", action="store_true", help="raw bit-packed labels (coding 0)")
+    rec.add_argument("--force", action="store_true", help="overwrite OUT if it exists (replacing IN itself needs no --force)")
+    rec.add_argument("--max-pixels", type=int, default=None, help="refuse images with more pixels (default: Pillow's limit)")
+    rec.set_defaults(run=run_recode)
 
     info = commands.add_parser("info", help="show header, byte breakdown and size formula", description="Inspect a .kmq file.")
     info.add_argument("input", metavar="FILE", help=".kmq file")
@@ -168,7 +184,7 @@ def summary_line(s: dict) -> str:
     line = (
         f"{s['input']} -> {s['output']}: {s['bytes']} bytes, {k_text}, {s['bits_per_pixel']} bits/pixel,"
         f" formula {s['formula_bits']} bits + {layout.OVERHEAD} B = {s['formula_bytes']} B"
-        f" ({'matches' if s['formula_holds'] else 'MISMATCH'}),"
+        f" ({coding_text(s)}),"
         f" {s['ratio']:.2f}x smaller than raw {8 * s['channels']}-bit, MSE {s['mse']:.2f}, {psnr_text},"
         f" {s['seconds']:.2f} s"
     )
@@ -176,6 +192,18 @@ def summary_line(s: dict) -> str:
     if s["method"] != "k":
         line += f"; why k={s['requested_k']}: {s['reason']}"
     return line
+
+
+def coding_text(s: dict) -> str:
+    """Which coding was written and why, against the formula."""
+    if s["coding"] == layout.CODING_CODED:
+        share = 100 * s["bytes"] / s["formula_bytes"]
+        return (
+            f"coding 1, coded labels at {s['label_bits_per_pixel']:.3f} bits/pixel: {share:.1f}% of the formula,"
+            f" within its bound" if s["formula_holds"] else "coding 1 OVER THE BOUND"
+        )
+    why = "; coding 1 was not smaller" if s.get("compress") else ""
+    return f"coding 0, raw: {'matches' if s['formula_holds'] else 'MISMATCH'}{why}"
 
 
 def encode_options(args: argparse.Namespace) -> EncodeOptions:
@@ -188,6 +216,7 @@ def encode_options(args: argparse.Namespace) -> EncodeOptions:
         max_iter=args.max_iter,
         dither=args.dither,
         force=args.force,
+        compress=args.compress,
     )
 
 
@@ -305,6 +334,29 @@ def run_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- recode
+
+
+def run_recode(args: argparse.Namespace) -> int:
+    source = Path(args.input)
+    target = Path(args.output) if args.output else source
+    replacing = os.path.abspath(target) == os.path.abspath(source)
+    if not replacing:
+        check_output(target, overwrite=args.force)
+    data = read_bytes(source)
+    limit = PILLOW_LIMIT if args.max_pixels is None else args.max_pixels
+    out = recode(data, compress=args.compress, max_pixels=limit)
+    write_bytes(target, out, overwrite=args.force or replacing)
+    before, after = parse_header(data).coding, parse_header(out).coding
+    note = " (coding 1 was not smaller)" if args.compress and after == layout.CODING_RAW else ""
+    print(
+        f"{source} -> {target}: coding {before} -> {after}{note}, {len(data)} -> {len(out)} bytes"
+        f" (formula bound {parse_header(out).size.total_bytes})",
+        file=sys.stderr,
+    )
+    return 0
+
+
 # ---------------------------------------------------------------- info
 
 
@@ -313,8 +365,9 @@ def run_info(args: argparse.Namespace) -> int:
     data = read_bytes(source)
     header = parse_header(data)
     size = header.size
+    coded = header.coding == layout.CODING_CODED
     check = None
-    if len(data) == size.total_bytes:
+    if coded or len(data) == size.total_bytes:
         stored, computed = check_values(data)
         check = stored == computed
     problem = None
@@ -322,10 +375,12 @@ def run_info(args: argparse.Namespace) -> int:
         decode(data, max_pixels=None)
     except KmqError as exc:
         problem = str(exc)
+    label_bytes = len(data) - layout.OVERHEAD - size.palette_bytes
     report = {
         "file": str(source),
         "version": header.version,
         "coding": header.coding,
+        "coding_name": layout.CODING_NAMES[header.coding],
         "width": header.width,
         "height": header.height,
         "channels": header.channels,
@@ -334,14 +389,16 @@ def run_info(args: argparse.Namespace) -> int:
         "bytes": {
             "header": layout.HEADER_SIZE,
             "palette": size.palette_bytes,
-            "labels": size.label_bytes,
+            "labels": label_bytes,
             "check": layout.CHECK_SIZE,
-            "total": size.total_bytes,
+            "total": layout.OVERHEAD + size.palette_bytes + label_bytes,
             "file": len(data),
         },
+        "label_bits_per_pixel": 8 * label_bytes / header.pixels,
         "formula_bits": size.content_bits,
         "formula_bytes": size.total_bytes,
-        "formula_holds": len(data) == size.total_bytes,
+        "formula_ratio": len(data) / size.total_bytes,
+        "formula_holds": len(data) <= size.total_bytes if coded else len(data) == size.total_bytes,
         "check_valid": check,
         "valid": problem is None,
         "error": problem,
@@ -350,18 +407,20 @@ def run_info(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         b = report["bytes"]
+        rule = "the bound: a coding-1 file is at most this" if coded else "exactly, for coding 0"
         lines = [
             f"file            {source}",
-            f"format          .kmq version {header.version}, coding {header.coding} (raw bit-packed)",
+            f"format          .kmq version {header.version}, coding {header.coding} ({layout.CODING_NAMES[header.coding]})",
             f"width           {header.width}",
             f"height          {header.height}",
             f"channels        {header.channels} ({CHANNEL_NAMES.get(header.channels, '?')})",
             f"k               {header.k}",
-            f"bits_per_pixel  {header.bits_per_pixel}",
+            f"bits_per_pixel  {header.bits_per_pixel} in the formula; labels take {report['label_bits_per_pixel']:.3f} bits/pixel",
             f"bytes           header {b['header']} + palette {b['palette']} + labels {b['labels']} + check {b['check']}"
-            f" = {b['total']} (file has {b['file']})",
-            f"formula         {formula_text(size)}",
-            f"formula holds   {'yes' if report['formula_holds'] else 'no'}",
+            f" = {b['total']}",
+            f"formula         {formula_text(size)} ({rule})",
+            f"formula holds   {'yes' if report['formula_holds'] else 'no'}: file is {len(data)} bytes,"
+            f" {100 * report['formula_ratio']:.1f}% of the formula",
             f"check           {'CRC-32 valid' if check else 'CRC-32 INVALID' if check is False else 'not checked (wrong length)'}",
             f"valid           {'yes' if problem is None else 'no: ' + problem}",
         ]

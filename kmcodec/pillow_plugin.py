@@ -28,7 +28,8 @@ rule of the spec. Errors: a header that breaks a rule raises ``OSError`` from
 ``Image.open`` with the rule in the message; a body that breaks one (length,
 check, labels, padding) raises ``OSError`` from ``load()``.
 
-Saving: ``image.save("x.kmq", k=16, seed=0, n_init=4, max_iter=100)``. A mode
+Saving: ``image.save("x.kmq", k=16, seed=0, n_init=4, max_iter=100, compress=True)``;
+``compress`` writes coded labels (coding 1) when smaller. Reading handles both codings. A mode
 P image saved without ``k`` keeps its palette and labels exactly (so opening a
 .kmq file and saving it again gives the same bytes); any other image without
 ``k`` gets ``k=256``, as in ``Image.quantize``.
@@ -81,7 +82,7 @@ class KmqImageFile(ImageFile.ImageFile):
             raise OSError(f"broken .kmq file: {exc}") from None
         self._size = (header.width, header.height)
         self._mode = pil_mode(header)
-        self.info.update(k=header.k, channels=header.channels, bits_per_pixel=header.bits_per_pixel)
+        self.info.update(k=header.k, channels=header.channels, bits_per_pixel=header.bits_per_pixel, coding=header.coding)
         if self._mode == "P":
             self.palette, alpha = _read_palette(self.fp, header)
             if alpha is not None:
@@ -132,11 +133,12 @@ class KmqDecoder(ImageFile.PyDecoder):
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     options = {key: im.encoderinfo[key] for key in ("seed", "n_init", "max_iter", "tol") if key in im.encoderinfo}
     k = im.encoderinfo.get("k")
+    compress = bool(im.encoderinfo.get("compress", False))
     # Bad options raise kmcodec's ParameterError, a ValueError as Pillow's own savers raise.
     if k is None and im.mode == "P":
-        data = pack(*_palette_and_labels(im))
+        data = pack(*_palette_and_labels(im), compress=compress)
     else:
-        data = encode(im, DEFAULT_K if k is None else k, **options)
+        data = encode(im, DEFAULT_K if k is None else k, compress=compress, **options)
     fp.write(data)
 
 

@@ -51,6 +51,7 @@ class SweepRow:
     fit: PaletteFit = field(repr=False)
     data: bytes = field(repr=False)
     seconds: float
+    coded_bytes: int = 0  # the file with compress=True: coding 1 when smaller, else the raw file
 
     @property
     def k(self) -> int:
@@ -72,6 +73,7 @@ class SweepRow:
             "bits_per_pixel": self.size.bits_per_pixel,
             "bytes": len(self.data),
             "formula_bytes": self.size.total_bytes,
+            "coded_bytes": self.coded_bytes,
             "cost": self.fit.cost,
             "mse": self.fit.mse,
             "psnr": None if math.isinf(self.psnr) else self.psnr,
@@ -86,7 +88,7 @@ def sweep(
     *,
     on_row: Callable[[SweepRow], None] | None = None,
 ) -> list[SweepRow]:
-    """Fit and pack `pixels` (H x W x C uint8) at each k; the histogram is built once.
+    """Fit and pack `pixels` (H x W x C uint8) at each k, raw and coded; the histogram is built once.
 
     Each row's `seconds` is its own fit and pack; the shared histogram is not
     counted in any row.
@@ -100,14 +102,15 @@ def sweep(
         started = time.perf_counter()
         fit = settings.fit(hist, k)
         data = pack(fit.palette, fit.labels)
-        row = SweepRow(requested_k=k, fit=fit, data=data, seconds=time.perf_counter() - started)
+        coded = len(pack(fit.palette, fit.labels, compress=True))
+        row = SweepRow(requested_k=k, fit=fit, data=data, seconds=time.perf_counter() - started, coded_bytes=coded)
         rows.append(row)
         if on_row is not None:
             on_row(row)
     return rows
 
 
-COLUMNS = ("k", "bits_per_pixel", "bytes", "cost", "mse", "psnr", "seconds")
+COLUMNS = ("k", "bits_per_pixel", "bytes", "coded_bytes", "cost", "mse", "psnr", "seconds")
 
 
 def table(rows: list[SweepRow]) -> str:
@@ -121,6 +124,7 @@ def table(rows: list[SweepRow]) -> str:
                 k_text,
                 str(row.size.bits_per_pixel),
                 str(len(row.data)),
+                str(row.coded_bytes),
                 f"{row.fit.cost:.0f}",
                 f"{row.fit.mse:.2f}",
                 "inf" if math.isinf(p) else f"{p:.2f}",

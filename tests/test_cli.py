@@ -23,10 +23,12 @@ ENCODE_KEYS = {
     "input", "output", "width", "height", "channels", "k", "requested_k", "bits_per_pixel", "bytes",
     "formula_bits", "formula_bytes", "formula_holds", "raw_bytes", "ratio", "cost", "mse", "psnr",
     "dither", "psnr_without_dither", "method", "reason", "trials", "seconds", "notes",
+    "coding", "compress", "label_bytes", "label_bits_per_pixel",
 }
 INFO_KEYS = {
     "file", "version", "coding", "width", "height", "channels", "k", "bits_per_pixel", "bytes",
     "formula_bits", "formula_bytes", "formula_holds", "check_valid", "valid", "error",
+    "coding_name", "label_bits_per_pixel", "formula_ratio",
 }
 
 

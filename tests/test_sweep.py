@@ -89,7 +89,7 @@ def test_sweep_prints_one_row_per_k(image_file, tmp_path):
     result = kmq("sweep", image_file, "--k", "2-5", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert lines[0].split() == ["k", "bits_per_pixel", "bytes", "cost", "mse", "psnr", "seconds"]
+    assert lines[0].split() == ["k", "bits_per_pixel", "bytes", "coded_bytes", "cost", "mse", "psnr", "seconds"]
     assert [line.split()[0] for line in lines[1:]] == ["2", "3", "4", "5"]
     row = lines[1].split()
     assert row[1] == "1" and int(row[2]) == kmcodec.size_formula(WIDTH, HEIGHT, 2, 3).total_bytes
@@ -102,9 +102,10 @@ def test_sweep_json_has_one_row_per_k(image_file, tmp_path):
     assert set(document) == {"input", "width", "height", "channels", "raw_bytes", "notes", "rows", "plot", "sheet"}
     assert [row["k"] for row in document["rows"]] == [2, 4]
     assert set(document["rows"][0]) == {
-        "k", "requested_k", "bits_per_pixel", "bytes", "formula_bytes", "cost", "mse", "psnr", "seconds"
+        "k", "requested_k", "bits_per_pixel", "bytes", "formula_bytes", "coded_bytes", "cost", "mse", "psnr", "seconds"
     }
     assert all(row["bytes"] == row["formula_bytes"] for row in document["rows"])
+    assert all(row["coded_bytes"] <= row["formula_bytes"] for row in document["rows"])
 
 
 def test_sweep_sheet_shows_the_original_and_each_decoded_image(image_file, tmp_path):
