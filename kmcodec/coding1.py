@@ -93,6 +93,13 @@ def _pattern_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 PATTERN_OF, PERM_OF, SLOT_OF = _pattern_tables()
+M_OF = PATTERN_M.astype(np.uint8)[PATTERN_OF]  # m for each code
+CHOICE_OF = CHOICE_INDEX[PATTERN_OF].astype(np.int64)  # place of each code's pattern among the choice patterns
+# SYMBOL_OF[code << 4 | hits]: the candidate index of the pixel's own label, given which
+# neighbours hold it (bit j: neighbour j equals it), or m when none does.
+SYMBOL_OF = np.array(
+    [min([int(SLOT_OF[c, j]) for j in range(4) if h >> j & 1] + [int(M_OF[c])]) for c in range(1024) for h in range(16)], np.uint8
+)
 
 
 def levels(width: int, height: int) -> list[int]:
@@ -113,11 +120,22 @@ class Pass:
 
     ys: np.ndarray
     xs: np.ndarray
-    neighbours: np.ndarray  # (4, n) labels, -1 outside the image
+    neighbours: np.ndarray  # (4, n) labels; `absent` (= K) outside the image
     code: np.ndarray  # (n,) presence and pair-equality bits
-    pattern: np.ndarray  # (n,) pattern id
     m: np.ndarray  # (n,) number of candidates
     group: int
+
+    def choice_contexts(self, index: np.ndarray) -> np.ndarray:
+        """The choice context (spec §11.4 item 3) of the pixels `index`."""
+        return CTX_CHOICE + len(CHOICE_PATTERNS) * self.group + CHOICE_OF[self.code[index]]
+
+    def unanimous_label(self) -> np.ndarray:
+        """For every unanimous pixel, its one candidate: the smallest neighbour, as absent ones are K.
+
+        (Other pixels get a value here too, which the caller replaces.)
+        """
+        a, b, c, d = self.neighbours
+        return np.minimum(np.minimum(a, b), np.minimum(c, d))
 
     def candidate(self, index: np.ndarray, which: np.ndarray | int) -> np.ndarray:
         """Candidate number `which` of the pixels `index`."""
@@ -126,7 +144,7 @@ class Pass:
 
     def candidates(self, index: np.ndarray) -> np.ndarray:
         """(len(index), 4) candidates of the pixels `index`, -1 beyond m."""
-        out = np.stack([self.candidate(index, i) for i in range(4)], axis=1)
+        out = np.stack([self.candidate(index, i) for i in range(4)], axis=1).astype(np.int64)
         out[np.arange(4)[None, :] >= self.m[index][:, None]] = -1
         return out
 
@@ -148,24 +166,52 @@ def _span(first: int, count: int, step: int, size: int) -> tuple[int, int, int]:
     return i0, max(i0, i1), first + step * i0
 
 
-def prepare(labels: np.ndarray, kind: str, d: int, ys: np.ndarray, xs: np.ndarray, offsets) -> Pass:
-    """Neighbours, pattern and candidates of a pass, from labels decoded so far (spec §11.3-§11.4)."""
+def plane_dtype(k: int) -> np.dtype:
+    """The smallest dtype holding labels 0..k-1 and the `absent` marker k."""
+    return np.dtype(np.uint8 if k < 256 else np.uint16 if k < 65536 else np.uint32)
+
+
+def _codes(planes: np.ndarray, absent: int) -> np.ndarray:
+    """Presence bits 0-3 and pair-equality bits 4-9 (equal and both present) of (4, ...) neighbour planes."""
+    present = planes != absent
+    code = np.zeros(planes.shape[1:], np.uint16)
+    for j in range(4):
+        code |= present[j].astype(np.uint16) << j
+    for i, (a, b) in enumerate(PAIRS):
+        code |= ((planes[a] == planes[b]) & present[a]).astype(np.uint16) << (4 + i)
+    return code
+
+
+def prepare(labels: np.ndarray, kind: str, d: int, ys: np.ndarray, xs: np.ndarray, offsets, absent: int) -> Pass:
+    """Neighbours, pattern and candidates of a pass, from labels decoded so far (spec §11.3-§11.4).
+
+    Every neighbour is present away from the image's edges, so the codes are
+    computed there from the 6 equalities alone, and with the full rule only on
+    the strips along the edges.
+    """
     height, width = labels.shape
     ny, nx = ys.size, xs.size
-    planes = np.full((4, ny, nx), -1, np.int32)
+    planes = np.empty((4, ny, nx), plane_dtype(absent))
+    inner = [0, ny, 0, nx]
     for j, (dy, dx) in enumerate(offsets):
         r0, r1, y = _span(int(ys[0]) + dy * d, ny, 2 * d, height)
         c0, c1, x = _span(int(xs[0]) + dx * d, nx, 2 * d, width)
-        if r1 > r0 and c1 > c0:
-            planes[j, r0:r1, c0:c1] = labels[y : y + 2 * d * (r1 - r0) : 2 * d, x : x + 2 * d * (c1 - c0) : 2 * d]
-    flat = planes.reshape(4, -1)
-    code = np.zeros(flat.shape[1], np.uint16)
-    for j in range(4):
-        code |= (flat[j] >= 0).view(np.uint8).astype(np.uint16) << j
+        planes[j, r0:r1, c0:c1] = labels[y : y + 2 * d * (r1 - r0) : 2 * d, x : x + 2 * d * (c1 - c0) : 2 * d]
+        planes[j, :r0] = absent
+        planes[j, r1:] = absent
+        planes[j, :, :c0] = absent
+        planes[j, :, c1:] = absent
+        inner = [max(inner[0], r0), min(inner[1], r1), max(inner[2], c0), min(inner[3], c1)]
+    eq = np.zeros((ny, nx), np.uint8)
     for i, (a, b) in enumerate(PAIRS):
-        code |= ((flat[a] == flat[b]) & (flat[a] >= 0)).view(np.uint8).astype(np.uint16) << (4 + i)
-    pattern = PATTERN_OF[code]
-    return Pass(ys, xs, flat, code, pattern, PATTERN_M[pattern], group(kind, d))
+        eq |= (planes[a] == planes[b]).view(np.uint8) << np.uint8(i)
+    code = (eq.astype(np.uint16) << np.uint16(4)) | np.uint16(15)
+    r0, r1, c0, c1 = inner[0], max(inner[0], inner[1]), inner[2], max(inner[2], inner[3])
+    for rows, cols in ((slice(0, r0), slice(None)), (slice(r1, ny), slice(None)), (slice(r0, r1), slice(0, c0)), (slice(r0, r1), slice(c1, nx))):
+        if planes[:, rows, cols].size:
+            code[rows, cols] = _codes(planes[:, rows, cols], absent)
+    code = code.reshape(-1)
+    return Pass(ys, xs, planes.reshape(4, -1), code, M_OF[code], group(kind, d))
 
 
 # --- escapes: labels that are none of the candidates (spec §11.5) --------------------
@@ -247,12 +293,12 @@ def encode_labels(labels: np.ndarray, palette: np.ndarray) -> bytes:
         emit(ctx, tokens, nbits, extra)
 
     for kind, d, ys, xs, offsets in passes(width, height):
-        p = prepare(labels, kind, d, ys, xs, offsets)
-        own = labels[ys[0] :: 2 * d, xs[0] :: 2 * d].reshape(-1).astype(np.int32)
-        # The candidate index of the pixel's own label, or m when it is none of them.
-        symbol = p.m.astype(np.uint8)
+        p = prepare(labels, kind, d, ys, xs, offsets, k)
+        own = labels[ys[0] :: 2 * d, xs[0] :: 2 * d].reshape(-1)
+        hits = np.zeros(own.size, np.uint16)
         for j in range(4):
-            symbol = np.where(p.neighbours[j] == own, np.minimum(symbol, SLOT_OF[p.code, j]), symbol)
+            hits |= (p.neighbours[j] == own).view(np.uint8).astype(np.uint16) << np.uint16(j)
+        symbol = SYMBOL_OF[(p.code << np.uint16(4)) | hits]  # the candidate index of the own label, or m
         found = symbol < p.m
         unanimous = p.m == 1
         if unanimous.any():
@@ -261,11 +307,11 @@ def encode_labels(labels: np.ndarray, palette: np.ndarray) -> bytes:
             emit_tokens(CTX_GAP + p.group, np.diff(missed, prepend=-1) - 1)
         choose = ~unanimous
         if choose.any():
-            emit(CTX_CHOICE + len(CHOICE_PATTERNS) * p.group + CHOICE_INDEX[p.pattern[choose]], symbol[choose])
+            emit(p.choice_contexts(np.flatnonzero(choose)), symbol[choose])
         esc = np.flatnonzero(~found)
         if esc.size:
-            ranks = escapes.ranks(own[esc], p.candidates(esc), p.m[esc])
-            emit_tokens(CTX_ESCAPE + 4 * p.group + p.m[esc] - 1, ranks)
+            ranks = escapes.ranks(own[esc].astype(np.int64), p.candidates(esc), p.m[esc])
+            emit_tokens(CTX_ESCAPE + 4 * p.group + p.m[esc].astype(np.int64) - 1, ranks)
 
     ctx = np.concatenate(ctx_parts) if ctx_parts else np.zeros(0, np.int64)
     sym = np.concatenate(sym_parts) if sym_parts else np.zeros(0, np.int64)
@@ -353,33 +399,34 @@ def decode_labels(stream: memoryview, width: int, height: int, palette: np.ndarr
         return rans.from_tokens(t, bits.read(rans.token_extra_bits(t)))
 
     for kind, d, ys, xs, offsets in passes(width, height):
-        p = prepare(labels, kind, d, ys, xs, offsets)
+        p = prepare(labels, kind, d, ys, xs, offsets, k)
         n = p.m.size
-        out = p.candidate(np.arange(n), 0)
+        out = p.unanimous_label()
         esc = np.zeros(n, bool)
-        unanimous = np.flatnonzero(p.m == 1)
+        single = p.m == 1
+        unanimous = int(np.count_nonzero(single))
         name = f"pass {kind} of step {d}"
-        if unanimous.size:
+        if unanimous:
             count = int(tokens(np.array([CTX_COUNT]))[0])
-            if count > unanimous.size:
-                raise StreamLengthError(f"{name} lists {count} escapes among its {unanimous.size} unanimous pixels")
-            gaps = tokens(np.full(count, CTX_GAP + p.group))
-            at = np.cumsum(gaps + 1) - 1
-            if count and at[-1] >= unanimous.size:
-                raise SymbolRangeError(f"{name}: escape gap reaches pixel {int(at[-1])} of {unanimous.size} unanimous pixels")
-            esc[unanimous[at]] = True
-        choose = np.flatnonzero(p.m > 1)
+            if count > unanimous:
+                raise StreamLengthError(f"{name} lists {count} escapes among its {unanimous} unanimous pixels")
+            if count:
+                gaps = tokens(np.full(count, CTX_GAP + p.group))
+                at = np.cumsum(gaps + 1) - 1
+                if at[-1] >= unanimous:
+                    raise SymbolRangeError(f"{name}: escape gap reaches pixel {int(at[-1])} of {unanimous} unanimous pixels")
+                esc[np.flatnonzero(single)[at]] = True
+        choose = np.flatnonzero(~single)
         if choose.size:
-            ctx = CTX_CHOICE + len(CHOICE_PATTERNS) * p.group + CHOICE_INDEX[p.pattern[choose]]
-            symbol = decoder.decode(ctx)
+            symbol = decoder.decode(p.choice_contexts(choose))
             named = symbol < p.m[choose]
             out[choose[named]] = p.candidate(choose[named], symbol[named])
             esc[choose[~named]] = True
         if esc.any():
             index = np.flatnonzero(esc)
             m = p.m[index]
-            ranks = tokens(CTX_ESCAPE + 4 * p.group + m - 1)
-            out[index] = escapes.labels(ranks, p.candidates(index), m, name)
+            ranks = tokens(CTX_ESCAPE + 4 * p.group + m.astype(np.int64) - 1)
+            out[index] = escapes.labels(ranks, p.candidates(index), m.astype(np.int64), name)
         labels[ys[0] :: 2 * d, xs[0] :: 2 * d] = out.reshape(ys.size, xs.size)
     decoder.finish()
     bits.finish()
