@@ -281,8 +281,8 @@ def encode_labels(labels: np.ndarray, palette: np.ndarray) -> bytes:
     bit_parts: list[np.ndarray] = []
 
     def emit(ctx, symbols, nbits=None, bits=None) -> None:
-        symbols = np.asarray(symbols, np.int64)
-        ctx_parts.append(np.broadcast_to(np.asarray(ctx, np.int64), symbols.shape))
+        symbols = np.asarray(symbols).astype(np.uint8)  # contexts < 97 and symbols < 72: a byte each
+        ctx_parts.append(np.broadcast_to(np.asarray(ctx).astype(np.uint8), symbols.shape))
         sym_parts.append(symbols)
         if nbits is not None:
             nbit_parts.append(nbits)
@@ -313,10 +313,11 @@ def encode_labels(labels: np.ndarray, palette: np.ndarray) -> bytes:
             ranks = escapes.ranks(own[esc].astype(np.int64), p.candidates(esc), p.m[esc])
             emit_tokens(CTX_ESCAPE + 4 * p.group + p.m[esc].astype(np.int64) - 1, ranks)
 
-    ctx = np.concatenate(ctx_parts) if ctx_parts else np.zeros(0, np.int64)
-    sym = np.concatenate(sym_parts) if sym_parts else np.zeros(0, np.int64)
-    counts = np.zeros((CONTEXTS, rans.TOKENS), np.int64)
-    np.add.at(counts, (ctx, sym), 1)
+    ctx = np.concatenate(ctx_parts) if ctx_parts else np.zeros(0, np.uint8)
+    sym = np.concatenate(sym_parts) if sym_parts else np.zeros(0, np.uint8)
+    del ctx_parts, sym_parts
+    counts = np.bincount(ctx.astype(np.int32) * rans.TOKENS + sym, minlength=CONTEXTS * rans.TOKENS)
+    counts = counts.reshape(CONTEXTS, rans.TOKENS).astype(np.int64)
     tables = np.zeros_like(counts)
     present = bytearray(PRESENT_BYTES)
     table_bytes = bytearray()

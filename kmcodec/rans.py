@@ -191,18 +191,20 @@ def encode(contexts: np.ndarray, symbols: np.ndarray, tables: np.ndarray, lanes:
     Symbols are encoded in reverse, a round of lanes at a time, so the decoder
     reads the words forwards.
     """
-    freqs = tables[contexts, symbols].astype(np.uint64)
-    starts = (np.cumsum(tables, axis=1) - tables)[contexts, symbols].astype(np.uint64)
-    if (freqs == 0).any():
-        raise ValueError("a symbol has frequency 0 in its table")
+    rows = tables.shape[1]
+    flat_freqs = tables.reshape(-1).astype(np.uint64)
+    flat_starts = (np.cumsum(tables, axis=1) - tables).reshape(-1).astype(np.uint64)
     state = np.full(lanes, STATE_LOW, np.uint64)
     chunks: list[np.ndarray] = []
     total = contexts.size
     end = total
     while end > 0:
         start = (end - 1) // lanes * lanes
-        f = freqs[start:end]
-        c = starts[start:end]
+        index = contexts[start:end].astype(np.intp) * rows + symbols[start:end]  # per round: no array as long as the file
+        f = flat_freqs[index]
+        c = flat_starts[index]
+        if not f.all():
+            raise ValueError("a symbol has frequency 0 in its table")
         lane = slice(0, end - start)
         x = state[lane]
         out = x >= (f << np.uint64(32 - PRECISION))  # would overflow: emit the low word first
