@@ -2,9 +2,12 @@
 """Coverage-guided fuzzing of the decoder with atheris (the `fuzz` extra); see README.md here.
 
 Property: any bytes either decode, or raise a `kmcodec.KmqError` subclass. Whatever
-decodes must re-pack (`kmcodec.pack(image.palette, image.labels)`) to the very
-same bytes, have exactly the size of spec §6, and give the same pixels through
-`to_array`, `labels` and `iter_rows`. Any other exception is a crash.
+decodes in coding 0 must re-pack (`kmcodec.pack(image.palette, image.labels)`) to
+the very same bytes and have exactly the size of spec §6; in coding 1 it must be no
+longer than that size, and its palette and labels must survive a round trip
+through both codings (the bytes may differ: lanes and tables are the encoder's
+choice). Every file must give the same pixels through `to_array`, `labels` and
+`iter_rows`. Any other exception is a crash.
 
 A custom mutator repairs, on some mutations, the length (from the header) and the
 CRC-32 trailer, so the fuzzer gets past rules 6 and 7 and reaches the padding and
@@ -39,11 +42,20 @@ def test_one_input(data: bytes) -> None:
         if not message or "\n" in message:
             raise AssertionError(f"{type(exc).__name__} message must be one non-empty line: {message!r}") from None
         return
-    again = kmcodec.pack(image.palette, image.labels)
-    if again != bytes(data):
-        raise AssertionError(f"round trip changed the bytes: {bytes(data).hex()} -> {again.hex()}")
-    if len(data) != layout.size_formula(image.width, image.height, image.k, image.channels).total_bytes:
-        raise AssertionError("decoded file does not have the size of spec section 6")
+    bound = layout.size_formula(image.width, image.height, image.k, image.channels).total_bytes
+    if image.coding == layout.CODING_RAW:
+        again = kmcodec.pack(image.palette, image.labels)
+        if again != bytes(data):
+            raise AssertionError(f"round trip changed the bytes: {bytes(data).hex()} -> {again.hex()}")
+        if len(data) != bound:
+            raise AssertionError("decoded file does not have the size of spec section 6")
+    else:
+        if len(data) > bound:
+            raise AssertionError("decoded coding-1 file is longer than the bound of spec section 6")
+        for compress in (False, True):
+            back = kmcodec.decode(kmcodec.pack(image.palette, image.labels, compress=compress), max_pixels=None)
+            if not np.array_equal(back.labels, image.labels) or not np.array_equal(back.palette, image.palette):
+                raise AssertionError(f"coding-1 labels do not survive a round trip (compress={compress})")
     pixels = image.to_array()
     if not np.array_equal(pixels, image.palette[image.labels]):
         raise AssertionError("to_array() differs from palette[labels]")
@@ -54,8 +66,9 @@ def test_one_input(data: bytes) -> None:
 def repair(data: bytes, max_size: int, fix_length: bool) -> bytes:
     """Set the length the header implies (when it is small enough) and recompute the CRC-32."""
     if fix_length and len(data) >= layout.HEADER_SIZE:
-        _, _, channels, _, _, width, height, k, _ = layout.HEADER.unpack_from(data)
-        if channels in layout.CHANNELS and layout.MIN_K <= k <= layout.MAX_K and width and height:
+        _, _, channels, coding, _, width, height, k, _ = layout.HEADER.unpack_from(data)
+        # Coding 1 has no one length: its stream ends where the mutation left it.
+        if coding == layout.CODING_RAW and channels in layout.CHANNELS and layout.MIN_K <= k <= layout.MAX_K and width and height:
             total = layout.size_formula(width, height, k, channels).total_bytes
             if total <= max_size:
                 data = data[:total].ljust(total, b"\0")
