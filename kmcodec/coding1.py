@@ -29,6 +29,7 @@ Encoder and decoder sit side by side: `encode_labels` and `decode_labels`.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,14 +93,24 @@ def _pattern_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return pattern, perm, slot
 
 
-PATTERN_OF, PERM_OF, SLOT_OF = _pattern_tables()
-M_OF = PATTERN_M.astype(np.uint8)[PATTERN_OF]  # m for each code
-CHOICE_OF = CHOICE_INDEX[PATTERN_OF].astype(np.int64)  # place of each code's pattern among the choice patterns
-# SYMBOL_OF[code << 4 | hits]: the candidate index of the pixel's own label, given which
-# neighbours hold it (bit j: neighbour j equals it), or m when none does.
-SYMBOL_OF = np.array(
-    [min([int(SLOT_OF[c, j]) for j in range(4) if h >> j & 1] + [int(M_OF[c])]) for c in range(1024) for h in range(16)], np.uint8
-)
+class Tables:
+    """The per-code lookup tables, built once on first use (not at import: `import kmcodec` stays fast)."""
+
+    def __init__(self) -> None:
+        self.pattern, self.perm, slot = _pattern_tables()
+        self.m = PATTERN_M.astype(np.uint8)[self.pattern]  # m for each code
+        self.choice = CHOICE_INDEX[self.pattern].astype(np.int64)  # place of each code's pattern among the choice patterns
+        # symbol[code << 4 | hits]: the candidate index of the pixel's own label, given which
+        # neighbours hold it (bit j: neighbour j equals it), or m when none does.
+        hits = np.arange(16)
+        held = (hits[:, None] >> np.arange(4)[None, :]) & 1  # (16, 4)
+        best = np.where(held[None, :, :] == 1, slot[:, None, :], 255).min(axis=2)  # (1024, 16)
+        self.symbol = np.minimum(best, self.m[:, None]).astype(np.uint8).reshape(-1)
+
+
+@functools.lru_cache(maxsize=1)
+def code_tables() -> Tables:
+    return Tables()
 
 
 def levels(width: int, height: int) -> list[int]:
@@ -127,7 +138,7 @@ class Pass:
 
     def choice_contexts(self, index: np.ndarray) -> np.ndarray:
         """The choice context (spec §11.4 item 3) of the pixels `index`."""
-        return CTX_CHOICE + len(CHOICE_PATTERNS) * self.group + CHOICE_OF[self.code[index]]
+        return CTX_CHOICE + len(CHOICE_PATTERNS) * self.group + code_tables().choice[self.code[index]]
 
     def unanimous_label(self) -> np.ndarray:
         """For every unanimous pixel, its one candidate: the smallest neighbour, as absent ones are K.
@@ -140,7 +151,7 @@ class Pass:
     def candidate(self, index: np.ndarray, which: np.ndarray | int) -> np.ndarray:
         """Candidate number `which` of the pixels `index`."""
         n = self.code.size
-        return self.neighbours.reshape(-1)[PERM_OF[self.code[index], which].astype(np.int64) * n + index]
+        return self.neighbours.reshape(-1)[code_tables().perm[self.code[index], which].astype(np.int64) * n + index]
 
     def candidates(self, index: np.ndarray) -> np.ndarray:
         """(len(index), 4) candidates of the pixels `index`, -1 beyond m."""
@@ -211,7 +222,7 @@ def prepare(labels: np.ndarray, kind: str, d: int, ys: np.ndarray, xs: np.ndarra
         if planes[:, rows, cols].size:
             code[rows, cols] = _codes(planes[:, rows, cols], absent)
     code = code.reshape(-1)
-    return Pass(ys, xs, planes.reshape(4, -1), code, M_OF[code], group(kind, d))
+    return Pass(ys, xs, planes.reshape(4, -1), code, code_tables().m[code], group(kind, d))
 
 
 # --- escapes: labels that are none of the candidates (spec §11.5) --------------------
@@ -298,7 +309,7 @@ def encode_labels(labels: np.ndarray, palette: np.ndarray) -> bytes:
         hits = np.zeros(own.size, np.uint16)
         for j in range(4):
             hits |= (p.neighbours[j] == own).view(np.uint8).astype(np.uint16) << np.uint16(j)
-        symbol = SYMBOL_OF[(p.code << np.uint16(4)) | hits]  # the candidate index of the own label, or m
+        symbol = code_tables().symbol[(p.code << np.uint16(4)) | hits]  # the candidate index of the own label, or m
         found = symbol < p.m
         unanimous = p.m == 1
         if unanimous.any():
