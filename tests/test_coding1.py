@@ -282,3 +282,19 @@ def test_golden_coding1_file_reencodes_byte_identically(source, k, seed, stem):
     assert np.array_equal(image.labels, raw.labels) and np.array_equal(image.palette, raw.palette)
     with Image.open(stem.with_suffix(".png")) as png:
         assert np.array_equal(np.asarray(png), np.asarray(image.to_pil()))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=26, max_size=200), st.sampled_from([(32, 32, 4, 3), (17, 9, 300, 1), (64, 8, 2, 4)]))
+def test_random_streams_behind_a_valid_header_decode_or_raise_a_format_error(stream, shape):
+    """Random label streams pass rules 1-7 (the CRC is repaired), so they reach rules 10-13."""
+    width, height, k, channels = shape
+    head = layout.HEADER.pack(layout.MAGIC, 1, channels, 1, (k - 1).bit_length(), width, height, k, 0)
+    body = head + bytes(channels * k) + stream[: bound(width, height, k, channels) - 28 - channels * k]
+    data = body + struct.pack("<I", zlib.crc32(body))
+    try:
+        image = kmcodec.decode(data)
+    except errors.FormatError as exc:
+        assert str(exc) and "\n" not in str(exc)
+    else:
+        assert image.labels.shape == (height, width) and int(image.labels.max()) < k
