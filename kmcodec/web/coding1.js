@@ -1,0 +1,622 @@
+// Coding 1 of the .kmq format: coded labels (spec/kmq.md §11), decoder only.
+//
+// Written from the spec alone, in the order of §11.9:
+//   1. the fixed fields (§11.1), the frequency tables (§11.6), the lengths and
+//      the lane states (§11.8);
+//   2. the first label;
+//   3. the passes, coarse to fine (§11.2): candidates from the 4 neighbours
+//      (§11.3); an escape count, gaps, choices and escape ranks (§11.4, §11.5),
+//      integers as tokens plus extra bits (§11.7), every symbol rANS-decoded by
+//      lane i mod L (§11.8);
+//   4. the end checks: no word, extra byte or lane state left over.
+// A rejection throws a KmqStreamError carrying the rule number of §7 (10–13)
+// and the class name the spec gives it.
+//
+// Nothing is allocated from a count read from the stream before that count has
+// been checked against the header or the stream's length; the label map is
+// allocated after the tables and lengths pass.
+
+/** The spec's rejection of a coding-1 label stream: `rule` is §7's number, `name` its class. */
+export class KmqStreamError extends Error {
+  constructor(rule, name, message) {
+    super(message);
+    this.rule = rule;
+    this.name = name;
+  }
+}
+
+// §7, rules 10–13: the class each rule raises.
+export const RULE_NAMES = Object.freeze({
+  10: "StreamStructureError",
+  11: "StreamLengthError",
+  12: "StreamEndError",
+  13: "SymbolRangeError",
+});
+
+function fail(rule, message) {
+  throw new KmqStreamError(rule, RULE_NAMES[rule], message);
+}
+
+// §11.1: the fixed fields.
+const METHOD = 0;
+const PRESENCE_BYTES = 13;
+const TABLES_AT = 22;
+// §11.6: contexts, alphabets and the frequency scale.
+const CONTEXTS = 97;
+const TOKENS = 72;
+const SCALE_BITS = 12;
+const SCALE = 1 << SCALE_BITS;
+const MAX_FREQ_BYTES = 2;
+// §11.8: every lane state starts and ends here.
+const LANE_FLOOR = 65536;
+// §11.7: tokens below this are the integer itself.
+const DIRECT_TOKENS = 16;
+// §11.3: m for each pattern; §11.4: each choosing pattern's place c in (1, 2, 3, 4, 6, 7, 9).
+const PATTERN_M = Uint8Array.of(1, 2, 2, 3, 4, 1, 2, 3, 1, 2, 1);
+const PATTERN_CHOICE = Int8Array.of(-1, 0, 1, 2, 3, -1, 4, 5, -1, 6, -1);
+// §11.6: the choice contexts' alphabets, m + 1 for c = 0 … 6.
+const CHOICE_ALPHABET = Uint8Array.of(3, 3, 4, 5, 3, 4, 3);
+// §11.5: escape ranks walk a distance order up to this K, and step ± above it.
+const NEAREST_MAX_K = 256;
+
+/**
+ * Decode the W·H labels of a coding-1 label stream (spec §11), row-major.
+ *
+ * `bytes` is the whole file (a Uint8Array); the stream is `streamLength` bytes
+ * from `streamOffset` (24 + C·K, up to the check). `palette` holds K·C bytes.
+ * Returns a Uint8Array when K ≤ 256, else a Uint16Array. Throws KmqStreamError.
+ */
+export function decodeCodedLabels(bytes, streamOffset, streamLength, { width, height, k, channels, palette }) {
+  const stream = { bytes, base: streamOffset, end: streamOffset + streamLength };
+  const head = readHead(stream); // §11.9 step 1
+  const tables = readTables(stream, head.presence);
+  const parts = splitParts(stream, head, tables.end);
+  const rans = new RansDecoder(bytes, parts, tables, stream.base);
+  const extra = new ExtraBits(bytes, parts.extraAt, head.extraBytes, stream.base);
+  if (head.firstLabel >= k) {
+    // §11.9 step 2
+    fail(13, `label stream byte 3 (file offset ${stream.base + 3}): first label ${head.firstLabel} is not below K = ${k}`);
+  }
+  const labels = k <= NEAREST_MAX_K ? new Uint8Array(width * height) : new Uint16Array(width * height);
+  labels[0] = head.firstLabel;
+  const ctx = new PassContext(labels, width, height, k, channels, palette, rans, extra);
+  for (const pass of passes(width, height)) decodePass(ctx, pass); // §11.9 step 3
+  rans.finish(); // §11.9 step 4
+  extra.finish();
+  return labels;
+}
+
+// ---------------------------------------------------------------- §11.1 fixed fields
+
+function where(stream, pos) {
+  return `label stream byte ${pos - stream.base} (file offset ${pos})`;
+}
+
+function need(stream, pos, size, what) {
+  if (pos + size > stream.end) {
+    fail(12, `${where(stream, pos)}: ${what} needs ${size} byte(s), but the stream ends at byte ${stream.end - stream.base}`);
+  }
+}
+
+/** §11.1: method, lanes, first label, extra bytes and presence bits, checked as rule 10 says. */
+function readHead(stream) {
+  const { bytes, base } = stream;
+  need(stream, base, TABLES_AT, "the fixed fields");
+  const method = bytes[base];
+  if (method !== METHOD) fail(10, `${where(stream, base)}: method is ${method}, only ${METHOD} is defined`);
+  const lanes = bytes[base + 1] | (bytes[base + 2] << 8);
+  if (lanes === 0) fail(10, `${where(stream, base + 1)}: lanes is 0, must be 1 … 65535`);
+  const firstLabel = bytes[base + 3] | (bytes[base + 4] << 8);
+  const extraBytes = readU32(bytes, base + 5);
+  const presence = bytes.subarray(base + 9, base + 9 + PRESENCE_BYTES);
+  for (let t = CONTEXTS; t < PRESENCE_BYTES * 8; t++) {
+    if (presence[t >> 3] & (1 << (t & 7))) {
+      fail(10, `${where(stream, base + 9 + (t >> 3))}: presence bit ${t} is set, but there are only ${CONTEXTS} contexts (0 … 96)`);
+    }
+  }
+  return { lanes, firstLabel, extraBytes, presence };
+}
+
+function readU32(bytes, pos) {
+  return (bytes[pos] | (bytes[pos + 1] << 8) | (bytes[pos + 2] << 16)) + bytes[pos + 3] * 0x1000000;
+}
+
+// ---------------------------------------------------------------- §11.6 frequency tables
+
+/** §11.6: a context's alphabet size. */
+function alphabetSize(t) {
+  return t <= 40 ? TOKENS : CHOICE_ALPHABET[(t - 41) % 7];
+}
+
+/**
+ * §11.6: the tables of the contexts whose presence bit is set, in increasing t.
+ * Each becomes a slot lookup (§11.8): for every slot 0 … 4095 one u32 holding the
+ * symbol s (7 bits), slot − start(s) (12 bits) and freq(s) (13 bits).
+ */
+function readTables(stream, presence) {
+  const { bytes } = stream;
+  const tableAt = new Int32Array(CONTEXTS).fill(-1); // where context t's slots start, or −1: no table
+  const freqs = [];
+  let pos = stream.base + TABLES_AT;
+  for (let t = 0; t < CONTEXTS; t++) {
+    if (!(presence[t >> 3] & (1 << (t & 7)))) continue;
+    need(stream, pos, 1, `the size n of the table of context ${t}`);
+    const n = bytes[pos];
+    const alphabet = alphabetSize(t);
+    if (n === 0 || n > alphabet) {
+      fail(10, `${where(stream, pos)}: table of context ${t} has n = ${n}, must be 1 … ${alphabet}`);
+    }
+    pos += 1;
+    const freq = new Uint16Array(n);
+    let sum = 0;
+    for (let s = 0; s < n - 1; s++) {
+      const [f, size] = readFrequency(stream, pos, t, s);
+      sum += f;
+      if (sum > SCALE - 1) {
+        fail(10, `${where(stream, pos)}: table of context ${t}: frequencies of symbols 0 … ${s} sum to ${sum}, more than ${SCALE - 1}`);
+      }
+      freq[s] = f;
+      pos += size;
+    }
+    freq[n - 1] = SCALE - sum;
+    tableAt[t] = freqs.length * SCALE;
+    freqs.push(freq);
+  }
+  const slots = new Uint32Array(freqs.length * SCALE);
+  freqs.forEach((freq, table) => {
+    let start = 0;
+    for (let s = 0; s < freq.length; s++) {
+      for (let slot = start; slot < start + freq[s]; slot++) slots[table * SCALE + slot] = s | ((slot - start) << 7) | (freq[s] << 19);
+      start += freq[s];
+    }
+  });
+  return { tableAt, slots, end: pos };
+}
+
+/** §11.6: one frequency, a varint of at most 2 bytes (7 bits each, least significant group first). */
+function readFrequency(stream, pos, t, s) {
+  const { bytes } = stream;
+  let value = 0;
+  for (let i = 0; i < MAX_FREQ_BYTES; i++) {
+    need(stream, pos + i, 1, `frequency ${s} of the table of context ${t}`);
+    const byte = bytes[pos + i];
+    value |= (byte & 0x7f) << (7 * i);
+    if (!(byte & 0x80)) return [value, i + 1];
+  }
+  fail(10, `${where(stream, pos)}: frequency ${s} of the table of context ${t} is longer than ${MAX_FREQ_BYTES} bytes`);
+}
+
+// ---------------------------------------------------------------- §11.9 step 1: lengths and lane states
+
+/** §11.9 step 1: 4·L + E bytes must follow the tables (rule 11), an even rest (rule 10), lane states ≥ 2^16 (rule 10). */
+function splitParts(stream, head, tablesEnd) {
+  const left = stream.end - tablesEnd;
+  const fixed = 4 * head.lanes + head.extraBytes;
+  if (fixed > left) {
+    fail(11, `${where(stream, tablesEnd)}: ${head.lanes} lane state(s) and ${head.extraBytes} extra byte(s) need ${fixed} bytes, only ${left} follow the tables`);
+  }
+  const wordBytes = left - fixed;
+  if (wordBytes % 2 !== 0) {
+    fail(10, `${where(stream, tablesEnd + fixed)}: ${wordBytes} word bytes follow the extra bits, must be an even number`);
+  }
+  const states = new Uint32Array(head.lanes); // lanes ≤ left / 4, checked above
+  for (let lane = 0; lane < head.lanes; lane++) {
+    const pos = tablesEnd + 4 * lane;
+    states[lane] = readU32(stream.bytes, pos);
+    if (states[lane] < LANE_FLOOR) {
+      fail(10, `${where(stream, pos)}: lane ${lane} starts in state ${states[lane]}, must be at least ${LANE_FLOOR}`);
+    }
+  }
+  const extraAt = tablesEnd + 4 * head.lanes;
+  return { states, extraAt, wordsAt: extraAt + head.extraBytes, wordsEnd: stream.end };
+}
+
+// ---------------------------------------------------------------- §11.8 rANS
+
+/** §11.8: L lanes over one shared sequence of u16 words; symbol i goes to lane i mod L. */
+class RansDecoder {
+  constructor(bytes, parts, tables, base) {
+    this.bytes = bytes;
+    this.states = parts.states;
+    this.lanes = parts.states.length;
+    this.lane = 0;
+    this.pos = parts.wordsAt;
+    this.end = parts.wordsEnd;
+    this.base = base;
+    this.tableAt = tables.tableAt;
+    this.slots = tables.slots;
+    this.count = 0; // symbols decoded so far, for messages
+  }
+
+  /** One symbol of context t; a context without a table is rule 13, a missing word rule 12. */
+  symbol(t) {
+    const table = this.tableAt[t];
+    if (table < 0) {
+      fail(13, `symbol ${this.count}: context ${t} is needed but has no table`);
+    }
+    const lane = this.lane;
+    let x = this.states[lane];
+    const info = this.slots[table + (x & (SCALE - 1))];
+    x = (info >>> 19) * (x >>> SCALE_BITS) + ((info >>> 7) & (SCALE - 1));
+    if (x < LANE_FLOOR) {
+      if (this.pos + 2 > this.end) {
+        fail(12, `symbol ${this.count} (context ${t}, lane ${lane}) needs a word past the last one, at file offset ${this.pos}`);
+      }
+      x = x * 65536 + (this.bytes[this.pos] | (this.bytes[this.pos + 1] << 8));
+      this.pos += 2;
+    }
+    this.states[lane] = x;
+    this.lane = lane + 1 === this.lanes ? 0 : lane + 1;
+    this.count++;
+    return info & 127;
+  }
+
+  /** §11.9 step 4: every word read, every lane back at 2^16. */
+  finish() {
+    if (this.pos !== this.end) {
+      fail(12, `${(this.end - this.pos) / 2} word(s) left unread after the last symbol, from file offset ${this.pos}`);
+    }
+    for (let lane = 0; lane < this.lanes; lane++) {
+      if (this.states[lane] !== LANE_FLOOR) {
+        fail(12, `lane ${lane} ends in state ${this.states[lane]}, must end in ${LANE_FLOOR}`);
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------- §11.7 integers: tokens and extra bits
+
+/** §11.7: the extra-bit part, one bit string read most significant bit first. */
+class ExtraBits {
+  constructor(bytes, at, length, base) {
+    this.bytes = bytes;
+    this.at = at;
+    this.length = length;
+    this.byte = 0; // bytes fully or partly read
+    this.bit = 0; // bits read of the current byte, 0 … 7
+    this.base = base;
+  }
+
+  /** The next `n` bits (n ≤ 30) as an unsigned integer. */
+  read(n) {
+    const bitsLeft = (this.length - this.byte) * 8 - this.bit;
+    if (n > bitsLeft) {
+      fail(12, `extra bits: ${n} bit(s) needed at extra byte ${this.byte} bit ${this.bit} (file offset ${this.at + this.byte}), only ${bitsLeft} left of ${this.length} byte(s)`);
+    }
+    let value = 0;
+    while (n > 0) {
+      const avail = 8 - this.bit;
+      const take = n < avail ? n : avail;
+      const bits = (this.bytes[this.at + this.byte] >> (avail - take)) & ((1 << take) - 1);
+      value = value * (1 << take) + bits;
+      n -= take;
+      this.bit += take;
+      if (this.bit === 8) {
+        this.bit = 0;
+        this.byte++;
+      }
+    }
+    return value;
+  }
+
+  /** §11.7: the integer of a token, reading its extra bits. */
+  integer(token) {
+    if (token < DIRECT_TOKENS) return token;
+    const e = 4 + ((token - DIRECT_TOKENS) >> 1);
+    const h = (token - DIRECT_TOKENS) & 1;
+    return 2 ** e + h * 2 ** (e - 1) + this.read(e - 1);
+  }
+
+  /** §11.7, §11.9 step 4: no whole byte left, and the last byte's rest is zero bits. */
+  finish() {
+    const used = this.byte + (this.bit > 0 ? 1 : 0);
+    if (used < this.length) {
+      fail(12, `extra bits: ${this.length - used} whole byte(s) left unread, from file offset ${this.at + used}`);
+    }
+    if (this.bit > 0 && (this.bytes[this.at + this.byte] & ((1 << (8 - this.bit)) - 1)) !== 0) {
+      fail(12, `extra bits: the padding after the last extra bit, in file offset ${this.at + this.byte}, is not zero`);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- §11.2 passes
+
+/** §11.2: S, the smallest integer with 2^S ≥ max(W, H). */
+function levels(width, height) {
+  let s = 0;
+  while (2 ** s < Math.max(width, height)) s++;
+  return s;
+}
+
+/** §11.2: the group's level for step d. */
+function level(d) {
+  return d === 1 ? 0 : d === 2 ? 1 : d <= 8 ? 2 : 3;
+}
+
+/** §11.2: every non-empty pass, coarsest step first, A then B then C, with its first pixel, step and group. */
+function* passes(width, height) {
+  for (let d = 2 ** (levels(width, height) - 1); d >= 1; d /= 2) {
+    const lv = level(d);
+    for (const [name, kind, x0, y0, diagonal] of [["A", 0, d, d, true], ["B", 1, d, 0, false], ["C", 1, 0, d, false]]) {
+      if (x0 < width && y0 < height) yield { name, d, x0, y0, diagonal, group: 4 * kind + lv };
+    }
+  }
+}
+
+// ---------------------------------------------------------------- §11.3 candidates
+
+const CAND = new Int32Array(4); // the candidates of the last pixel asked, most held first
+
+/** §11.3: fill CAND with the pixel's candidates and return its pattern (0 … 10). */
+function candidates(labels, width, height, x, y, d, diagonal) {
+  // An absent neighbour gets a negative value of its own, equal to no other.
+  let n0 = -1;
+  let n1 = -2;
+  let n2 = -3;
+  let n3 = -4;
+  if (diagonal) {
+    // Pass A: (x−d, y−d), (x+d, y−d), (x−d, y+d), (x+d, y+d); x ≥ d and y ≥ d always.
+    const up = (y - d) * width;
+    const right = x + d < width;
+    n0 = labels[up + x - d];
+    if (right) n1 = labels[up + x + d];
+    if (y + d < height) {
+      const down = (y + d) * width;
+      n2 = labels[down + x - d];
+      if (right) n3 = labels[down + x + d];
+    }
+  } else {
+    // Passes B and C: (x, y−d), (x−d, y), (x+d, y), (x, y+d).
+    const row = y * width;
+    if (y >= d) n0 = labels[row - d * width + x];
+    if (x >= d) n1 = labels[row + x - d];
+    if (x + d < width) n2 = labels[row + x + d];
+    if (y + d < height) n3 = labels[row + d * width + x];
+  }
+  const p0 = n0 >= 0;
+  const p1 = n1 >= 0;
+  const p2 = n2 >= 0;
+  const p3 = n3 >= 0;
+  const present = +p0 + +p1 + +p2 + +p3;
+  const e01 = n0 === n1;
+  const e02 = n0 === n2;
+  const e03 = n0 === n3;
+  const e12 = n1 === n2;
+  const e13 = n1 === n3;
+  const e23 = n2 === n3;
+  // Each present neighbour's label: how many present neighbours hold it, and whether it is the first to.
+  const first1 = p1 && !e01;
+  const first2 = p2 && !e02 && !e12;
+  const first3 = p3 && !e03 && !e13 && !e23;
+  const m = +p0 + +first1 + +first2 + +first3;
+  // The most held label, the earliest in neighbour order among ties, goes first; the rest keep neighbour order.
+  let best = p0 ? 0 : 1;
+  let held = p0 ? 1 + +e01 + +e02 + +e03 : 1 + +e12 + +e13;
+  if (first1 && 1 + +e12 + +e13 > held) {
+    best = 1;
+    held = 1 + +e12 + +e13;
+  }
+  if (first2 && 1 + +e23 > held) {
+    best = 2;
+    held = 1 + +e23;
+  }
+  CAND[0] = best === 0 ? n0 : best === 1 ? n1 : n2;
+  let i = 1;
+  if (p0 && best !== 0) CAND[i++] = n0;
+  if (first1 && best !== 1) CAND[i++] = n1;
+  if (first2 && best !== 2) CAND[i++] = n2;
+  if (first3) CAND[i++] = n3;
+  if (m === 1) return present === 4 ? 0 : present === 3 ? 5 : present === 2 ? 8 : 10;
+  if (present === 4) return m === 2 ? (held === 3 ? 1 : 2) : m === 3 ? 3 : 4;
+  if (present === 3) return m === 2 ? 6 : 7;
+  return 9;
+}
+
+// ---------------------------------------------------------------- §11.4 what a pass codes
+
+/** A growable typed array, for lists bounded by a pass's pixel count but usually far shorter. */
+function grown(array, n) {
+  if (n <= array.length) return array;
+  let size = array.length;
+  while (size < n) size *= 2;
+  const next = new array.constructor(size);
+  next.set(array);
+  return next;
+}
+
+/** The decoder state shared by the passes, and scratch lists reused from pass to pass. */
+class PassContext {
+  constructor(labels, width, height, k, channels, palette, rans, extra) {
+    Object.assign(this, { labels, width, height, k, channels, palette, rans, extra });
+    // The pass's choosing pixels: pixel index, unanimous pixels before it, pattern | first candidate << 4.
+    this.choosingAt = new Uint32Array(64);
+    this.choosingAfter = new Uint32Array(64);
+    this.choosingInfo = new Uint32Array(64);
+    this.places = new Float64Array(64); // the escapes' numbers among the unanimous pixels (§11.4 item 2)
+    this.escapes = new Uint32Array(64); // pixel index of each escaping pixel, raster order
+    this.tokens = new Uint8Array(64);
+    this.values = new Float64Array(64);
+    this.nearest = new Array(k <= NEAREST_MAX_K ? k : 0).fill(null); // §11.5 distance orders, by ref
+  }
+}
+
+/** §11.4: one pass: escape count, gaps, choices, escape ranks; sets the pass's labels. */
+function decodePass(ctx, pass) {
+  const { unanimous, choosing } = predictPass(ctx, pass);
+  const escapeCount = unanimous > 0 ? decodeEscapeCount(ctx, unanimous) : 0;
+  decodeGaps(ctx, pass, escapeCount, unanimous);
+  const escapes = decodeChoices(ctx, pass, escapeCount, choosing);
+  decodeEscapeRanks(ctx, pass, escapes);
+}
+
+/** §11.3, §11.4: give every unanimous pixel its candidate and list the choosing ones; returns u and the choosing count. */
+function predictPass(ctx, { d, x0, y0, diagonal }) {
+  const { labels, width, height } = ctx;
+  const up = d * width; // index distance to the neighbour d rows away
+  let choosing = 0;
+  let number = 0;
+  for (let y = y0; y < height; y += 2 * d) {
+    // Inside rows and columns all 4 neighbours are present: test the common case, one label for all, inline.
+    const rowInside = y + d < height && (diagonal || y >= d);
+    const row = y * width;
+    for (let x = x0; x < width; x += 2 * d) {
+      const i = row + x;
+      if (rowInside && x + d < width && x >= d) {
+        const a = diagonal ? labels[i - up - d] : labels[i - up];
+        if (
+          diagonal
+            ? labels[i - up + d] === a && labels[i + up - d] === a && labels[i + up + d] === a
+            : labels[i - d] === a && labels[i + d] === a && labels[i + up] === a
+        ) {
+          labels[i] = a;
+          number++;
+          continue;
+        }
+      }
+      const pattern = candidates(labels, width, height, x, y, d, diagonal);
+      if (PATTERN_M[pattern] === 1) {
+        labels[i] = CAND[0];
+      } else {
+        if (choosing === ctx.choosingAt.length) {
+          ctx.choosingAt = grown(ctx.choosingAt, choosing + 1);
+          ctx.choosingAfter = grown(ctx.choosingAfter, choosing + 1);
+          ctx.choosingInfo = grown(ctx.choosingInfo, choosing + 1);
+        }
+        ctx.choosingAt[choosing] = i;
+        ctx.choosingAfter[choosing] = number - choosing;
+        ctx.choosingInfo[choosing] = pattern | (CAND[0] << 4);
+        choosing++;
+      }
+      number++;
+    }
+  }
+  return { unanimous: number - choosing, choosing };
+}
+
+function passName({ name, d }) {
+  return `pass ${name} of step ${d}`;
+}
+
+/** §11.4 item 1: the escape count e (context 0), then its extra bits; e ≤ u (rule 11). */
+function decodeEscapeCount(ctx, unanimous) {
+  const e = ctx.extra.integer(ctx.rans.symbol(0));
+  if (e > unanimous) fail(11, `escape count ${e} is more than the ${unanimous} unanimous pixel(s) of the pass`);
+  return e;
+}
+
+/** §11.4 item 2: e gap tokens (context 1 + group), then their extra bits; the escapes' numbers among the unanimous pixels go to ctx.places. */
+function decodeGaps(ctx, pass, e, unanimous) {
+  if (e === 0) return;
+  ctx.tokens = grown(ctx.tokens, e); // e ≤ u, checked
+  ctx.places = grown(ctx.places, e);
+  const { rans, extra, tokens, places } = ctx;
+  for (let i = 0; i < e; i++) tokens[i] = rans.symbol(1 + pass.group);
+  let place = -1;
+  for (let i = 0; i < e; i++) {
+    place += 1 + extra.integer(tokens[i]);
+    places[i] = place;
+  }
+  if (place >= unanimous) {
+    fail(13, `${passName(pass)}: escape gaps reach unanimous pixel ${place}, but the pass has ${unanimous} (0 … ${unanimous - 1})`);
+  }
+}
+
+/**
+ * §11.4 item 3: a choice for each choosing pixel (context 41 + 7·group + c), in raster order.
+ * Lists every escaping pixel of the pass in ctx.escapes, in raster order, and returns how many.
+ */
+function decodeChoices(ctx, { d, x0, y0, diagonal, group }, e, choosing) {
+  const { labels, width, height, rans, places } = ctx;
+  ctx.escapes = grown(ctx.escapes, e + choosing); // bounded by the pass's pixels
+  const { escapes, choosingAt, choosingAfter, choosingInfo } = ctx;
+  const columns = Math.ceil((width - x0) / (2 * d));
+  const pixel = (number) => (y0 + 2 * d * Math.floor(number / columns)) * width + x0 + 2 * d * (number % columns);
+  const contexts = 41 + 7 * group;
+  let count = 0;
+  let next = 0; // the next unanimous escape
+  for (let j = 0; j < choosing; j++) {
+    // Unanimous escapes before this choosing pixel go first: their number in the pass is their place + j.
+    while (next < e && places[next] < choosingAfter[j]) escapes[count++] = pixel(places[next++] + j);
+    const at = choosingAt[j];
+    const info = choosingInfo[j];
+    const pattern = info & 15;
+    const s = rans.symbol(contexts + PATTERN_CHOICE[pattern]);
+    if (s === 0) {
+      labels[at] = info >>> 4;
+    } else if (s === PATTERN_M[pattern]) {
+      escapes[count++] = at;
+    } else {
+      candidates(labels, width, height, at % width, Math.floor(at / width), d, diagonal);
+      labels[at] = CAND[s];
+    }
+  }
+  while (next < e) escapes[count++] = pixel(places[next++] + choosing);
+  return count;
+}
+
+/** §11.4 item 4: an escape rank token for each escaping pixel (context 9 + 4·group + m − 1), then their extra bits; §11.5 gives the labels. */
+function decodeEscapeRanks(ctx, pass, count) {
+  if (count === 0) return;
+  ctx.tokens = grown(ctx.tokens, count);
+  ctx.values = grown(ctx.values, count);
+  const { labels, width, height, rans, extra, escapes, tokens, values } = ctx;
+  const { d, diagonal, group } = pass;
+  for (let i = 0; i < count; i++) {
+    const at = escapes[i];
+    const m = PATTERN_M[candidates(labels, width, height, at % width, Math.floor(at / width), d, diagonal)];
+    tokens[i] = rans.symbol(9 + 4 * group + m - 1);
+  }
+  for (let i = 0; i < count; i++) values[i] = extra.integer(tokens[i]);
+  for (let i = 0; i < count; i++) {
+    const at = escapes[i];
+    const x = at % width;
+    const y = Math.floor(at / width);
+    const m = PATTERN_M[candidates(labels, width, height, x, y, d, diagonal)];
+    labels[at] = escapeLabel(ctx, values[i], m, `${passName(pass)}, pixel (${x}, ${y})`);
+  }
+}
+
+// ---------------------------------------------------------------- §11.5 escape ranks
+
+/** §11.5: the label an escape rank r names, given the pixel's m candidates in CAND. */
+function escapeLabel(ctx, r, m, pixel) {
+  const { k } = ctx;
+  const ref = CAND[0];
+  if (k > NEAREST_MAX_K) {
+    const label = r % 2 === 0 ? ref + r / 2 : ref - (r + 1) / 2;
+    if (label < 0 || label >= k) fail(13, `${pixel}: escape rank ${r} from label ${ref} gives label ${label}, outside 0 … ${k - 1}`);
+    return label;
+  }
+  if (r >= k - m) fail(13, `${pixel}: escape rank ${r} is not below K − m = ${k - m}`);
+  const order = nearestOrder(ctx, ref);
+  let rank = 0;
+  for (let i = 0; i < k; i++) {
+    const label = order[i];
+    let candidate = false;
+    for (let j = 0; j < m; j++) if (CAND[j] === label) candidate = true;
+    if (candidate) continue;
+    if (rank === r) return label;
+    rank++;
+  }
+  throw new Error("unreachable: r < K − m names a remaining entry");
+}
+
+/** §11.5: all K palette entries by squared distance to entry ref, ties by index (computed once per ref). */
+function nearestOrder(ctx, ref) {
+  if (ctx.nearest[ref] !== null) return ctx.nearest[ref];
+  const { k, channels, palette } = ctx;
+  const keys = new Float64Array(k);
+  for (let i = 0; i < k; i++) {
+    let distance = 0;
+    for (let c = 0; c < channels; c++) {
+      const diff = palette[i * channels + c] - palette[ref * channels + c];
+      distance += diff * diff;
+    }
+    keys[i] = distance * NEAREST_MAX_K + i;
+  }
+  keys.sort();
+  const order = new Uint8Array(k);
+  for (let i = 0; i < k; i++) order[i] = keys[i] % NEAREST_MAX_K;
+  ctx.nearest[ref] = order;
+  return order;
+}

@@ -1,0 +1,88 @@
+// node --test kmcodec/web/test/coding1.test.mjs
+//
+// Checks the coding-1 decoder against the worked example of spec §11.10, and,
+// when KMQ_CODING1_MANIFEST names a JSON manifest (written by
+// tests/test_web_coding1.py), against every file in it: valid files decode to
+// the expected labels, malformed ones are rejected at the expected rule.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { decodeCodedLabels, KmqStreamError } from "../coding1.js";
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const SPEC = join(HERE, "..", "..", "..", "spec", "kmq.md");
+
+/** The header fields of spec §2 and the label stream's place (§1), enough to call the coding-1 decoder. */
+function coded(bytes) {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const channels = bytes[5];
+  const width = view.getUint32(8, true);
+  const height = view.getUint32(12, true);
+  const k = view.getUint32(16, true);
+  const streamOffset = 24 + channels * k;
+  const palette = bytes.subarray(24, streamOffset);
+  return { coding: bytes[6], streamOffset, streamLength: bytes.length - 4 - streamOffset, width, height, k, channels, palette };
+}
+
+function decode(bytes) {
+  const f = coded(bytes);
+  assert.equal(f.coding, 1, "a coding-1 file");
+  return decodeCodedLabels(bytes, f.streamOffset, f.streamLength, f);
+}
+
+/** The hex dumps of the spec, in order. */
+function specDumps() {
+  const text = readFileSync(SPEC, "utf8");
+  return [...text.matchAll(/```\n(0{8}[\s\S]*?)```/g)].map(([, dump]) =>
+    Uint8Array.from(
+      dump.trim().split("\n").flatMap((line) => line.slice(10, 58).trim().split(/\s+/)).filter(Boolean),
+      (hex) => parseInt(hex, 16),
+    ),
+  );
+}
+
+test("spec §11.10 worked example decodes to the image it describes", () => {
+  const bytes = specDumps()[3];
+  assert.equal(bytes.length, 139);
+  const labels = decode(bytes);
+  for (let y = 0; y < 32; y++) {
+    for (let x = 0; x < 32; x++) {
+      let want = x < 16 ? 0 : y < 20 ? 1 : 2;
+      if ((x - 8) ** 2 + (y - 22) ** 2 <= 20) want = 3;
+      assert.equal(labels[y * 32 + x], want, `pixel (${x}, ${y})`);
+    }
+  }
+});
+
+test("a rejection carries the rule number and the spec's class name", () => {
+  const bytes = specDumps()[3].slice();
+  bytes[36] = 1; // method (§11.1)
+  assert.throws(() => decode(bytes), (e) => e instanceof KmqStreamError && e.rule === 10 && e.name === "StreamStructureError" && /method/.test(e.message));
+});
+
+const manifestPath = process.env.KMQ_CODING1_MANIFEST;
+if (manifestPath) {
+  const root = dirname(manifestPath);
+  for (const item of JSON.parse(readFileSync(manifestPath, "utf8"))) {
+    test(item.name, () => {
+      const bytes = new Uint8Array(readFileSync(join(root, item.file)));
+      if (item.rule === null) {
+        const labels = decode(bytes);
+        const raw = readFileSync(join(root, item.labels));
+        const want = new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength / 2);
+        assert.equal(labels.length, want.length);
+        for (let i = 0; i < want.length; i++) {
+          if (labels[i] !== want[i]) assert.fail(`label ${i} (${i % item.width}, ${Math.floor(i / item.width)}) is ${labels[i]}, want ${want[i]}`);
+        }
+      } else {
+        assert.throws(() => decode(bytes), (e) => {
+          assert.ok(e instanceof KmqStreamError, `not a KmqStreamError: ${e}`);
+          assert.deepEqual([e.rule, e.name], [item.rule, item.error], e.message);
+          return true;
+        });
+      }
+    });
+  }
+}

