@@ -311,6 +311,89 @@ def test_js_and_python_reject_malformed_streams_at_the_same_rule(tmp_path):
     assert not disagreements, "\n".join(disagreements)
 
 
+# ---------------------------------------------------------------- hand-made streams: the order of §11.9 where it decides the rule
+
+# A 1024 x 1 grey image with K = 4: only B passes, one pixel at d = 512, two at d = 256,
+# both of group 4·1 + 3 = 7 (§11.2): gaps in context 8, unanimous escape ranks in context 37.
+HAND_W, HAND_K = 1024, 4
+
+
+def rans_encode(symbols: list[tuple[int, int]], tables: dict[int, list[int]]) -> tuple[int, bytes]:
+    """One-lane rANS (spec §11.8 run backwards): the lane state to start from and the words, for (context, symbol) pairs."""
+    x, words = 65536, []
+    for t, s in reversed(symbols):
+        freq = tables[t][s]
+        if x >= freq << 20:
+            words.append(x & 0xFFFF)
+            x >>= 16
+        x = (x // freq << 12) + x % freq + sum(tables[t][:s])
+    return x, b"".join(struct.pack("<H", w) for w in reversed(words))
+
+
+def varint(value: int) -> bytes:
+    return bytes([value & 0x7F | 0x80, value >> 7]) if value >= 0x80 else bytes([value])
+
+
+def hand_file(stream: bytes) -> bytes:
+    body = struct.pack("<4sBBBBIIII", b"\x89KMQ", 1, 1, 1, 2, HAND_W, 1, HAND_K, 0) + bytes(range(0, 256, 64)) + stream
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def hand_stream(tables: dict[int, list[int]], symbols: list[tuple[int, int]], extra: bytes = b"", state: int | None = None, raw_tables: bytes | None = None) -> bytes:
+    """Fields of §11.1 around frequency tables (each as the frequencies of symbols 0 … n − 1) and a symbol sequence."""
+    presence = bytearray(13)
+    for t in tables:
+        presence[t >> 3] |= 1 << (t & 7)
+    if raw_tables is None:
+        raw_tables = b"".join(bytes([len(tables[t])]) + b"".join(varint(f) for f in tables[t][:-1]) for t in sorted(tables))
+    start, words = rans_encode(symbols, tables)
+    head = struct.pack("<BHHI", 0, 1, 0, len(extra)) + bytes(presence)
+    return head + raw_tables + struct.pack("<I", start if state is None else state) + extra + words
+
+
+def only(symbol: int, n: int) -> list[int]:
+    """A table that always decodes `symbol`, reading no words."""
+    return [0] * symbol + [4096] + [0] * (n - symbol - 1)
+
+
+def test_hand_made_streams_fail_at_the_rule_of_the_first_step_that_fails(tmp_path):
+    batch = Batch(tmp_path)
+    flat = hand_file(hand_stream({0: [4096]}, []))
+    assert kmcodec.decode(flat).labels.max() == 0
+    batch.expect_labels("every pass codes escape count 0", flat, np.zeros((1, HAND_W), np.int64))
+    two_tokens = [2048, 0, 2048]
+    cases = [
+        ("a lane ends in 65537, not 65536", 12, hand_stream({0: [4096]}, [], state=65537)),
+        ("escape count 2 with 1 unanimous pixel", 11, hand_stream({0: only(2, 3)}, [])),
+        (
+            # Gap 1 (token 71) already runs past u, but all gap tokens' extra bits are read first (§11.9 step 3).
+            "gap 2's extra bits past the end, after gap 1 ran past u",
+            12,
+            hand_stream({0: two_tokens, 8: only(71, 72)}, [(0, 0), (0, 2), (8, 71), (8, 71)], extra=bytes(4)),
+        ),
+        ("gaps past u", 13, hand_stream({0: two_tokens, 8: only(71, 72)}, [(0, 0), (0, 2), (8, 71), (8, 71)], extra=bytes(8))),
+        (
+            # Rank 1 is already ≥ K − m, but the labels are set only after every rank's extra bits are read.
+            "rank 2's extra bits past the end, after rank 1 ≥ K − m",
+            12,
+            hand_stream({0: two_tokens, 8: [4096], 37: only(71, 72)}, [(0, 0), (0, 2), (8, 0), (8, 0), (37, 71), (37, 71)], extra=bytes(4)),
+        ),
+        ("rank ≥ K − m", 13, hand_stream({0: two_tokens, 8: [4096], 37: only(71, 72)}, [(0, 0), (0, 2), (8, 0), (8, 0), (37, 71), (37, 71)], extra=bytes(8))),
+        # The table's sum is checked once its n − 1 frequencies are read: first the stream's end.
+        ("frequencies 5000 + … cut by the stream's end", 12, hand_stream({0: [0] * 4}, [], raw_tables=bytes([4, 0x88, 0x27, 0x81]))[:26]),
+        ("a frequency whose second byte continues, at the stream's end", 10, hand_stream({0: [0] * 3}, [], raw_tables=bytes([3, 0x00, 0x80, 0x80]))[:26]),
+    ]
+    disagreements = []
+    for name, rule, stream in cases:
+        data = hand_file(stream)
+        got = python_outcome(data)
+        if got != RULES[rule]:
+            disagreements.append(f"{name}: kmcodec gives {got if isinstance(got, str) else 'labels'}, spec rule {rule} is {RULES[rule]}")
+        batch.expect_rule(name, data, rule)
+    batch.run()
+    assert not disagreements, "\n".join(disagreements)
+
+
 def test_js_agrees_with_python_on_randomly_damaged_streams(tmp_path):
     """Bytes of the label stream changed at random (CRC repaired): both decoders accept the same labels or fail the same rule."""
     rng = random.Random(11)

@@ -148,15 +148,17 @@ function readTables(stream, presence) {
     }
     pos += 1;
     const freq = new Uint16Array(n);
+    const at = pos;
     let sum = 0;
     for (let s = 0; s < n - 1; s++) {
       const [f, size] = readFrequency(stream, pos, t, s);
       sum += f;
-      if (sum > SCALE - 1) {
-        fail(10, `${where(stream, pos)}: table of context ${t}: frequencies of symbols 0 … ${s} sum to ${sum}, more than ${SCALE - 1}`);
-      }
       freq[s] = f;
       pos += size;
+    }
+    // Checked once the table is read: a table cut short by the stream's end is rule 12 first.
+    if (sum > SCALE - 1) {
+      fail(10, `${where(stream, at)}: table of context ${t}: frequencies of symbols 0 … ${n - 2} sum to ${sum}, more than ${SCALE - 1}`);
     }
     freq[n - 1] = SCALE - sum;
     tableAt[t] = freqs.length * SCALE;
