@@ -349,7 +349,7 @@ function* passes(width, height) {
 
 const CAND = new Int32Array(4); // the candidates of the last pixel asked, most held first
 
-/** §11.3: fill CAND with the pixel's candidates and return its pattern (0 … 10). */
+/** §11.3: fill CAND with the candidates of pixel (x, y) of a pass with step d, and return its pattern (0 … 10). */
 function candidates(labels, width, height, x, y, d, diagonal) {
   // An absent neighbour gets a negative value of its own, equal to no other.
   let n0 = -1;
@@ -375,6 +375,11 @@ function candidates(labels, width, height, x, y, d, diagonal) {
     if (x + d < width) n2 = labels[row + x + d];
     if (y + d < height) n3 = labels[row + d * width + x];
   }
+  return rankCandidates(n0, n1, n2, n3);
+}
+
+/** §11.3 on the 4 neighbours' labels in neighbour order, an absent one negative and unlike any other. */
+function rankCandidates(n0, n1, n2, n3) {
   const p0 = n0 >= 0;
   const p1 = n1 >= 0;
   const p2 = n2 >= 0;
@@ -431,13 +436,13 @@ class PassContext {
   constructor(labels, width, height, k, channels, palette, rans, extra) {
     Object.assign(this, { labels, width, height, k, channels, palette, rans, extra });
     // The pass's choosing pixels: pixel index, unanimous pixels before it, pattern | first candidate << 4.
-    this.choosingAt = new Uint32Array(64);
-    this.choosingAfter = new Uint32Array(64);
-    this.choosingInfo = new Uint32Array(64);
-    this.places = new Float64Array(64); // the escapes' numbers among the unanimous pixels (§11.4 item 2)
-    this.escapes = new Uint32Array(64); // pixel index of each escaping pixel, raster order
-    this.tokens = new Uint8Array(64);
-    this.values = new Float64Array(64);
+    this.choosingAt = new Uint32Array(1024);
+    this.choosingAfter = new Uint32Array(1024);
+    this.choosingInfo = new Uint32Array(1024);
+    this.places = new Float64Array(1024); // the escapes' numbers among the unanimous pixels (§11.4 item 2)
+    this.escapes = new Uint32Array(1024); // pixel index of each escaping pixel, raster order
+    this.tokens = new Uint8Array(1024);
+    this.values = new Float64Array(1024);
     this.nearest = new Array(k <= NEAREST_MAX_K ? k : 0).fill(null); // §11.5 distance orders, by ref
   }
 }
@@ -455,6 +460,7 @@ function decodePass(ctx, pass) {
 function predictPass(ctx, { d, x0, y0, diagonal }) {
   const { labels, width, height } = ctx;
   const up = d * width; // index distance to the neighbour d rows away
+  let { choosingAt: at, choosingAfter: after, choosingInfo: info } = ctx;
   let choosing = 0;
   let number = 0;
   for (let y = y0; y < height; y += 2 * d) {
@@ -463,30 +469,33 @@ function predictPass(ctx, { d, x0, y0, diagonal }) {
     const row = y * width;
     for (let x = x0; x < width; x += 2 * d) {
       const i = row + x;
+      let pattern;
       if (rowInside && x + d < width && x >= d) {
-        const a = diagonal ? labels[i - up - d] : labels[i - up];
-        if (
-          diagonal
-            ? labels[i - up + d] === a && labels[i + up - d] === a && labels[i + up + d] === a
-            : labels[i - d] === a && labels[i + d] === a && labels[i + up] === a
-        ) {
-          labels[i] = a;
+        // All 4 neighbours present: one label for all is the common case, tested inline.
+        const n0 = diagonal ? labels[i - up - d] : labels[i - up];
+        const n1 = diagonal ? labels[i - up + d] : labels[i - d];
+        const n2 = diagonal ? labels[i + up - d] : labels[i + d];
+        const n3 = diagonal ? labels[i + up + d] : labels[i + up];
+        if (n1 === n0 && n2 === n0 && n3 === n0) {
+          labels[i] = n0;
           number++;
           continue;
         }
+        pattern = rankCandidates(n0, n1, n2, n3);
+      } else {
+        pattern = candidates(labels, width, height, x, y, d, diagonal);
       }
-      const pattern = candidates(labels, width, height, x, y, d, diagonal);
       if (PATTERN_M[pattern] === 1) {
         labels[i] = CAND[0];
       } else {
-        if (choosing === ctx.choosingAt.length) {
-          ctx.choosingAt = grown(ctx.choosingAt, choosing + 1);
-          ctx.choosingAfter = grown(ctx.choosingAfter, choosing + 1);
-          ctx.choosingInfo = grown(ctx.choosingInfo, choosing + 1);
+        if (choosing === at.length) {
+          at = ctx.choosingAt = grown(at, choosing + 1);
+          after = ctx.choosingAfter = grown(after, choosing + 1);
+          info = ctx.choosingInfo = grown(info, choosing + 1);
         }
-        ctx.choosingAt[choosing] = i;
-        ctx.choosingAfter[choosing] = number - choosing;
-        ctx.choosingInfo[choosing] = pattern | (CAND[0] << 4);
+        at[choosing] = i;
+        after[choosing] = number - choosing;
+        info[choosing] = pattern | (CAND[0] << 4);
         choosing++;
       }
       number++;
