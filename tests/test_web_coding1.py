@@ -311,6 +311,24 @@ def test_js_and_python_reject_malformed_streams_at_the_same_rule(tmp_path):
     assert not disagreements, "\n".join(disagreements)
 
 
+def test_js_passes_the_conformance_suite_for_coding1(tmp_path):
+    """fixtures/valid coding-1 files decode to kmcodec's labels; malformed ones fail at the rule conformance.md names (10-13)."""
+    import re
+
+    batch = Batch(tmp_path)
+    fixtures = ROOT / "fixtures"
+    valid = sorted(path for path in (fixtures / "valid").glob("*.kmq") if path.read_bytes()[6] == 1)
+    assert len(valid) >= 8
+    for path in valid:
+        batch.expect_labels(f"fixtures/valid/{path.name}", path.read_bytes(), kmcodec.decode(path.read_bytes()).labels)
+    table = (ROOT / "spec" / "conformance.md").read_text()
+    rows = re.findall(r"^\| `(coding1_\w+\.kmq)` \| (1[0-3]) \|", table, re.M)
+    assert len(rows) >= 20
+    for name, rule in rows:
+        batch.expect_rule(f"fixtures/malformed/{name}", (fixtures / "malformed" / name).read_bytes(), int(rule))
+    batch.run()
+
+
 # ---------------------------------------------------------------- hand-made streams: the order of §11.9 where it decides the rule
 
 # A 1024 x 1 grey image with K = 4: only B passes, one pixel at d = 512, two at d = 256,
