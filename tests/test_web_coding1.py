@@ -147,10 +147,10 @@ def label_maps(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fixed_images() -> list[tuple[np.ndarray, np.ndarray]]:
-    """Shapes and Ks the generator may miss: strips, non-powers of two, K above 256 with far jumps."""
+    """Shapes and Ks the generator may miss: strips, non-powers of two, K above 256 with far jumps, many lanes."""
     rng = np.random.default_rng(11)
     out = []
-    for width, height, k, channels in [(1, 300, 4, 1), (300, 1, 7, 3), (97, 61, 16, 3), (64, 64, 256, 4), (70, 45, 300, 3), (50, 50, 65536, 4), (33, 65, 1000, 1)]:
+    for width, height, k, channels in [(1, 300, 4, 1), (300, 1, 7, 3), (97, 61, 16, 3), (64, 64, 256, 4), (70, 45, 300, 3), (50, 50, 65536, 4), (33, 65, 1000, 1), (256, 200, 12, 3), (300, 160, 700, 1)]:
         y, x = np.mgrid[0:height, 0:width]
         labels = ((x // 5 + y // 7) * 37) % k
         labels[(x - width // 2) ** 2 + (y - height // 2) ** 2 < min(width, height) ** 2 // 8] = k - 1
@@ -228,6 +228,7 @@ def test_js_decodes_every_coding1_file_kmcodec_writes(tmp_path):
     files = coded_files(fixed_images() + generated_images(160))
     ks = {struct.unpack_from("<I", data, 16)[0] for data, _ in files}
     assert len(files) >= 40 and max(ks) > 256 and min(ks) <= 16  # both escape rules are exercised
+    assert max(Stream.split(data).lanes for data, _ in files) >= 4  # symbols spread over lanes (§11.8)
     for i, (data, labels) in enumerate(files):
         width, height, k = struct.unpack_from("<III", data, 8)
         batch.expect_labels(f"kmcodec file {i}: {width}x{height} C={data[5]} K={k}", data, labels)
