@@ -94,7 +94,7 @@ function where(stream, pos) {
 
 function need(stream, pos, size, what) {
   if (pos + size > stream.end) {
-    fail(12, `${where(stream, pos)}: ${what} needs ${size} byte(s), but the stream ends at byte ${stream.end - stream.base}`);
+    fail(12, `${where(stream, pos)}: reading ${what} needs ${size} byte(s), but the stream ends at byte ${stream.end - stream.base}`);
   }
 }
 
@@ -583,22 +583,23 @@ function decodeEscapeRanks(ctx, pass, count) {
     const x = at % width;
     const y = Math.floor(at / width);
     const m = PATTERN_M[candidates(labels, width, height, x, y, d, diagonal)];
-    labels[at] = escapeLabel(ctx, values[i], m, `${passName(pass)}, pixel (${x}, ${y})`);
+    labels[at] = escapeLabel(ctx, values[i], m, pass, x, y);
   }
 }
 
 // ---------------------------------------------------------------- §11.5 escape ranks
 
 /** §11.5: the label an escape rank r names, given the pixel's m candidates in CAND. */
-function escapeLabel(ctx, r, m, pixel) {
+function escapeLabel(ctx, r, m, pass, x, y) {
   const { k } = ctx;
+  const pixel = () => `${passName(pass)}, pixel (${x}, ${y})`;
   const ref = CAND[0];
   if (k > NEAREST_MAX_K) {
     const label = r % 2 === 0 ? ref + r / 2 : ref - (r + 1) / 2;
-    if (label < 0 || label >= k) fail(13, `${pixel}: escape rank ${r} from label ${ref} gives label ${label}, outside 0 … ${k - 1}`);
+    if (label < 0 || label >= k) fail(13, `${pixel()}: escape rank ${r} from label ${ref} gives label ${label}, outside 0 … ${k - 1}`);
     return label;
   }
-  if (r >= k - m) fail(13, `${pixel}: escape rank ${r} is not below K − m = ${k - m}`);
+  if (r >= k - m) fail(13, `${pixel()}: escape rank ${r} is not below K − m = ${k - m}`);
   const order = nearestOrder(ctx, ref);
   let rank = 0;
   for (let i = 0; i < k; i++) {
