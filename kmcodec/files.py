@@ -132,12 +132,15 @@ def read(path: "str | os.PathLike[str]", *, max_pixels: "int | None | object" = 
 def write(
     path: "str | os.PathLike[str]",
     image: "np.ndarray | Image.Image | str | os.PathLike[str]",
-    k: int,
+    k: int | None = None,
     *,
     overwrite: bool = True,
     **options: object,
 ) -> bytes:
-    """Encode `image` (an array, a Pillow image, or the path of one) to a .kmq file; returns its bytes."""
+    """Encode `image` (an array, a Pillow image, or the path of one) to a .kmq file; returns its bytes.
+
+    `options` are `encode`'s: seed, n_init, ..., or palette=P instead of k.
+    """
     if isinstance(image, (str, os.PathLike)):
         image = load_image(image).array
     data = encode(image, k, **options)  # type: ignore[arg-type]
