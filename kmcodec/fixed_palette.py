@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _histogram, layout
+from .choose_k import Choice
 from ._nearest import nearest_exact
 from .errors import ParameterError
 from .palette import PaletteFit, _labels_for_pixels
@@ -69,3 +70,10 @@ def encode_with_palette(image: object, palette: object, *, compress: bool = Fals
     pixels = match_channels(image_pixels(image), pal.shape[1])  # type: ignore[arg-type]
     fit = label_with_palette(pixels.array, pal)
     return Encoded(data=pack(fit.palette, fit.labels, compress=compress), fit=fit, pixels=pixels, requested_k=pal.shape[0])
+
+
+def palette_choice(pixels: Pixels, palette: np.ndarray, source: str, image_name: object) -> tuple[Pixels, Choice]:
+    """What `kmq encode --palette` reports for one image: the (widened) pixels and a `Choice`."""
+    pixels = match_channels(pixels, palette.shape[1], palette_name=f"palette {source}", image_name=f"image {image_name}")
+    fit = label_with_palette(pixels.array, palette)
+    return pixels, Choice(method="palette", k=palette.shape[0], reason=f"palette from {source}", fit=fit)

@@ -213,27 +213,46 @@ def fit_histogram(
     return HistogramFit(palette=fit.palette, cost=int(fit.cost), n_pixels=hist.n_pixels)
 
 
-def accumulate(images: Iterable[object]) -> ColourHistogram:
-    """The merged histogram of an iterable of images, consumed once, one image in memory at a time.
+class HistogramSum:
+    """A running exact sum of histograms in bounded memory.
 
-    Histograms are buffered and merged once the buffer holds as many colours
-    as the total so far, so memory stays within about twice the set's
-    distinct colours plus one image, whatever the number of images.
+    Added histograms are buffered and merged once the buffer holds as many
+    colours as the total so far, so memory stays within about twice the
+    set's distinct colours, whatever the number of histograms, and the merge
+    work is amortised O(colours log colours).
     """
-    total: ColourHistogram | None = None
-    pending: list[ColourHistogram] = []
-    buffered = 0
+
+    def __init__(self) -> None:
+        self._total: ColourHistogram | None = None
+        self._pending: list[ColourHistogram] = []
+        self._buffered = 0
+
+    def add(self, hist: ColourHistogram) -> None:
+        self._pending.append(hist)
+        self._buffered += hist.n_colours
+        if self._buffered >= max(MIN_MERGE_COLOURS, self._total.n_colours if self._total is not None else 0):
+            self._merge()
+
+    def _merge(self) -> None:
+        self._total = ColourHistogram.merge(([self._total] if self._total is not None else []) + self._pending)
+        self._pending, self._buffered = [], 0
+
+    def total(self) -> ColourHistogram | None:
+        """The sum so far; None when nothing was added."""
+        if self._pending:
+            self._merge()
+        return self._total
+
+
+def accumulate(images: Iterable[object]) -> ColourHistogram:
+    """The merged histogram of an iterable of images, consumed once, one image in memory at a time."""
+    acc = HistogramSum()
     for image in images:
-        h = ColourHistogram.from_image(image)
-        pending.append(h)
-        buffered += h.n_colours
-        if buffered >= max(MIN_MERGE_COLOURS, total.n_colours if total is not None else 0):
-            total = ColourHistogram.merge(([total] if total is not None else []) + pending)
-            pending, buffered = [], 0
-    parts = ([total] if total is not None else []) + pending
-    if not parts:
+        acc.add(ColourHistogram.from_image(image))
+    total = acc.total()
+    if total is None:
         raise ImageInputError("images: none given, allowed one or more")
-    return ColourHistogram.merge(parts)
+    return total
 
 
 def fit_shared_palette(
