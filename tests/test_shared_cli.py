@@ -106,3 +106,9 @@ def test_decode_many_with_one_output_is_a_usage_error(stills):
     kmcodec.write(work / "a.kmq", arrays[0], 4)
     result = kmq("decode", "a.kmq", "a.kmq", "-o", "x.png", cwd=work)
     assert result.returncode == 2 and "use --out-dir" in result.stderr
+
+
+def test_dask_is_imported_only_when_asked_for():
+    code = "import sys, kmcodec, kmcodec.cli; print(sorted(m for m in ('dask', 'distributed') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "[]", result.stderr
