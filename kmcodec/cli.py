@@ -8,7 +8,7 @@ write (`kmq: error: ...`, one line per failure), 2 usage.
 
 - ``encode`` with one input: the summary of `batch.summary`; with several
   inputs: ``{"files": [summary, ...], "errors": [{"input", "output", "error"}],
-  "totals": {"files", "encoded", "failed", "bytes", "raw_bytes", "ratio", "seconds"}}``.
+  "totals": {"files", "encoded", "failed", "bytes", "raw_bytes", "ratio", "cost", "seconds"}}``.
 - ``info``: the header fields, the byte breakdown and the checks (`run_info`).
 - ``sweep``: the image's size and one row per k (`sweep.SweepRow.as_dict`).
 """
@@ -291,6 +291,7 @@ def encode_many(jobs: list[Job], options: EncodeOptions, args: argparse.Namespac
         "bytes": written,
         "raw_bytes": raw,
         "ratio": raw / written if written else None,
+        "cost": sum(s["cost"] for s in done),
         "seconds": time.perf_counter() - started,
     }
     if args.json:

@@ -10,7 +10,9 @@ The stages of :mod:`kmcodec.shared_batch` run as Dask tasks:
 3. fit: :func:`kmcodec.shared.fit_histogram` on a worker; only the palette
    comes back;
 4. map: :func:`kmcodec.batch.encode_file` per job (via the batch's
-   per-job wrapper), at most one per worker thread in flight.
+   per-job wrapper), at most ``LABEL_TASKS_PER_SLOT`` per worker thread in
+   flight (results are small summaries, so a queued task costs nothing and
+   hides the round trip to the client).
 
 Inputs and outputs are paths every worker must reach (a shared file system):
 the client makes them absolute, so every worker must see them at the same
@@ -26,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+import dask
 from distributed import Client, LocalCluster, as_completed
 
 from . import batch
@@ -37,13 +40,24 @@ from .shared_batch import SharedFit, file_histogram
 
 # Seconds to wait for a scheduler given by address.
 CONNECT_TIMEOUT = 30
+LABEL_TASKS_PER_SLOT = 2
+# Settings of the cluster `--scheduler local` makes. distributed sets
+# MALLOC_TRIM_THRESHOLD_ in its workers, which turns off glibc's dynamic mmap
+# threshold: every large numpy temporary is then a fresh mmap and its page
+# faults, about a quarter of the map and label time here. The statistical
+# profiler samples every worker thread 100 times a second; nobody reads it.
+LOCAL_CLUSTER_CONFIG = {
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    "distributed.worker.profile.enabled": False,
+}
 
 
 def connect(scheduler: str, *, workers: int = 1) -> Client:
     """A client of the scheduler at `scheduler`, or of a new local cluster of `workers` processes for 'local'."""
     try:
         if scheduler == "local":
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+            with dask.config.set(LOCAL_CLUSTER_CONFIG):
+                cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
             return Client(cluster)
         return Client(scheduler, timeout=CONNECT_TIMEOUT)
     except (OSError, TimeoutError, ValueError) as exc:
@@ -131,7 +145,7 @@ def runner(client: Client) -> Callable[..., list[Outcome]]:
     """Stage 4 on the cluster, with the signature of :func:`kmcodec.batch.run`."""
 
     def run(jobs: Sequence[Job], options: EncodeOptions, *, workers: int = 1, on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
-        slots = worker_count(client)
+        slots = worker_count(client) * LABEL_TASKS_PER_SLOT
         remote_options = client.scatter(options, broadcast=True)  # the palette travels once per worker
         outcomes: dict[int, Outcome] = {}
         index: dict = {}

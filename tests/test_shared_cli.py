@@ -37,7 +37,7 @@ def test_shared_palette_encodes_every_input_with_one_palette(stills):
     fit = kmcodec.fit_histogram(sum(kmcodec.ColourHistogram.from_image(a) for a in arrays), 6)
     document = json.loads(result.stdout)
     assert [s["reason"] for s in document["files"]] == ["palette from shared fit over 3 inputs"] * 3
-    assert sum(s["cost"] for s in document["files"]) == fit.cost
+    assert sum(s["cost"] for s in document["files"]) == document["totals"]["cost"] == fit.cost
     assert f"total cost {fit.cost}" in result.stderr
     for i, a in enumerate(arrays):
         assert (work / "out" / f"s{i}.kmq").read_bytes() == kmcodec.encode(a, palette=fit.palette)
