@@ -28,7 +28,6 @@ from PIL import Image
 
 from . import __version__, layout, progress, shared_cli
 from .batch import EncodeOptions, Job, Outcome, encode_file, output_paths, run
-from .shared_batch import frame_jobs
 from .choose_k import AUTO_KS, FitSettings
 from .codec import PILLOW_LIMIT, decode, recode
 from .container import check_values, parse_header
@@ -45,6 +44,7 @@ from .outputs import (
     write_masks,
     write_plot,
 )
+from .shared_batch import frame_jobs
 from .sweep import parse_ks, sweep, table
 
 CHANNEL_NAMES = {1: "grey", 3: "RGB", 4: "RGBA"}
