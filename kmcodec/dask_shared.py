@@ -4,9 +4,11 @@ The stages of :mod:`kmcodec.shared_batch` run as Dask tasks:
 
 1. map: :func:`kmcodec.shared_batch.file_histogram` per input, at most one
    per worker thread in flight (a new one is submitted as one finishes);
-2. reduce: finished histograms are added pairwise on the workers
-   (``operator.add`` on :class:`kmcodec.ColourHistogram`), a tree that
-   grows as results arrive; the client holds futures, never histograms;
+2. reduce: finished histograms are merged on the workers
+   (:meth:`kmcodec.ColourHistogram.merge`) in a tree of fan-in
+   ``MERGE_FAN_IN`` that grows as results arrive: only histograms of the
+   same level merge, so each colour is sorted about log_F(inputs) times
+   rather than once per input; the client holds futures, never histograms;
 3. fit: :func:`kmcodec.shared.fit_histogram` on a worker; only the palette
    comes back;
 4. map: :func:`kmcodec.batch.encode_file` per job (via the batch's
@@ -23,7 +25,6 @@ Importing this module needs ``dask.distributed`` (``pip install 'kmcodec[dask]'`
 
 from __future__ import annotations
 
-import operator
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -35,12 +36,13 @@ from . import batch
 from .batch import EncodeOptions, Job, Outcome, error_text
 from .choose_k import FitSettings
 from .errors import KmqError, OutputError
-from .shared import fit_histogram
+from .shared import ColourHistogram, fit_histogram
 from .shared_batch import SharedFit, file_histogram
 
 # Seconds to wait for a scheduler given by address.
 CONNECT_TIMEOUT = 30
 LABEL_TASKS_PER_SLOT = 2
+MERGE_FAN_IN = 8
 # Settings of the cluster `--scheduler local` makes. distributed sets
 # MALLOC_TRIM_THRESHOLD_ in its workers, which turns off glibc's dynamic mmap
 # threshold: every large numpy temporary is then a fresh mmap and its page
@@ -91,7 +93,8 @@ def map_reduce(client: Client, paths: Sequence[Path], *, frames: bool = False):
     queue = list(reversed(paths))
     errors: dict[Path, str] = {}
     source: dict = {}  # map future -> its input
-    ready: list = []  # finished histogram futures waiting for a partner
+    levels: dict[int, list] = {}  # level -> finished histogram futures waiting to merge
+    level_of: dict = {}  # merge future -> its level (inputs are level 0)
     started = time.perf_counter()
     mapped = started
     pending = as_completed()
@@ -118,13 +121,19 @@ def map_reduce(client: Client, paths: Sequence[Path], *, frames: bool = False):
             if path is None:
                 raise KmqError(f"merging histograms failed on the cluster: {_failure(future)}")
             errors[path] = _failure(future)
-        else:
-            ready.append(future)
-        while len(ready) >= 2:
-            pending.add(client.submit(operator.add, ready.pop(), ready.pop()))
-    total = ready[0] if ready else None
-    if total is not None:
-        total.result()  # already finished; raises if the last merge failed
+            continue
+        level = level_of.pop(future, 0)
+        group = levels.setdefault(level, [])
+        group.append(future)
+        if len(group) == MERGE_FAN_IN:
+            merged = client.submit(ColourHistogram.merge, levels.pop(level))
+            level_of[merged] = level + 1
+            pending.add(merged)
+    rest = [f for level in sorted(levels) for f in levels[level]]
+    total = None
+    if rest:
+        total = rest[0] if len(rest) == 1 else client.submit(ColourHistogram.merge, rest)
+        total.result()  # raises if the last merge failed
     finished = time.perf_counter()
     return total, errors, {"map": mapped - started, "reduce": finished - mapped}
 

@@ -40,6 +40,7 @@ def kmq(*args, cwd):
 def test_dask_writes_the_same_bytes_as_the_local_path(stills, scheduler, monkeypatch):
     work, names = stills
     monkeypatch.chdir(work)  # relative paths, as a user gives them
+    monkeypatch.setattr(dask_shared, "MERGE_FAN_IN", 2)  # a tree of several levels from 5 inputs
     paths = [Path(n) for n in names]
     (work / "dask").mkdir()
     settings = FitSettings(seed=1)
