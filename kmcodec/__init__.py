@@ -34,6 +34,7 @@ from .errors import (
 from .files import read, write
 from .layout import MAX_K, OVERHEAD, SizeFormula, bits_for_k, size_formula
 from .pillow_plugin import register_pillow  # importing the plugin registers .kmq with Pillow
+from .shared import ColourHistogram, HistogramFit, fit_histogram, fit_shared_palette
 
 __version__ = "0.1.0"
 
@@ -41,10 +42,12 @@ __all__ = [
     "BadMagicError",
     "BoundError",
     "ChecksumError",
+    "ColourHistogram",
     "EncodeError",
     "Encoded",
     "FormatError",
     "HeaderFieldError",
+    "HistogramFit",
     "ImageInputError",
     "KmqError",
     "KmqImage",
@@ -68,6 +71,8 @@ __all__ = [
     "decode",
     "encode",
     "encode_detailed",
+    "fit_histogram",
+    "fit_shared_palette",
     "pack",
     "psnr",
     "read",

@@ -238,6 +238,29 @@ def _reduce_pixels(pixels: np.ndarray, max_points: int):
         bits -= 1
 
 
+def count_colours(pixels: np.ndarray, *, max_counted: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Sorted packed keys of the distinct colours and their pixel counts.
+
+    For 1 or 3 channels the counts are None when there are more than
+    ``max_counted`` distinct colours (None: always counted).
+    """
+    c = pixels.shape[2]
+    if c not in (1, 3):
+        return np.unique(pack_keys(pixels), return_counts=True)
+    # A uint8 presence table first (a uint32 one is slower to scatter
+    # into and scan), then a uint32 colour -> index table for counting.
+    keys, _ = _distinct_by_table(pixels)
+    u = keys.size
+    if max_counted is not None and u > max_counted:
+        return keys, None
+    index = np.zeros(1 << (8 * c), dtype=np.uint32)
+    index[keys] = np.arange(u, dtype=np.uint32)
+    counts = np.zeros(u, dtype=np.int64)
+    for _, chunk in iter_pixel_chunks(pixels):
+        counts += np.bincount(index[pack_keys(chunk)], minlength=u)
+    return keys, counts
+
+
 def colour_histogram(pixels: np.ndarray, *, max_points: int | None = MAX_POINTS) -> ColourHistogram:
     """Count the distinct colours of an image (the O(N) part of palette fitting).
 
@@ -253,22 +276,15 @@ def colour_histogram(pixels: np.ndarray, *, max_points: int | None = MAX_POINTS)
     -------
     ColourHistogram
     """
-    h, w, c = pixels.shape
-    if c in (1, 3):
-        # A uint8 presence table first (a uint32 one is slower to scatter
-        # into and scan), then a uint32 colour -> index table for counting.
-        keys, _ = _distinct_by_table(pixels)
-        u = keys.size
-        counts = None
-        if max_points is None or u <= MAX_COUNTED:
-            index = np.zeros(1 << (8 * c), dtype=np.uint32)
-            index[keys] = np.arange(u, dtype=np.uint32)
-            counts = np.zeros(u, dtype=np.int64)
-            for _, chunk in iter_pixel_chunks(pixels):
-                counts += np.bincount(index[pack_keys(chunk)], minlength=u)
-            del index
-    else:
-        keys, counts = np.unique(pack_keys(pixels), return_counts=True)
+    keys, counts = count_colours(pixels, max_counted=None if max_points is None else MAX_COUNTED)
+    return histogram_from_counts(pixels, keys, counts, max_points=max_points)
+
+
+def histogram_from_counts(
+    pixels: np.ndarray, keys: np.ndarray, counts: np.ndarray | None, *, max_points: int | None = MAX_POINTS
+) -> ColourHistogram:
+    """The :class:`ColourHistogram` of ``pixels`` from its :func:`count_colours`."""
+    c = pixels.shape[2]
     cell_of = None
     if max_points is None or keys.size <= max_points:
         points = unpack_keys(keys, c).astype(np.float64)

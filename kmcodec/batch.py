@@ -27,6 +27,7 @@ from .codec import pack, psnr
 from .container import parse_header
 from .errors import KmqError, OutputError, ParameterError
 from .files import check_output, load_image, write_bytes
+from .fixed_palette import palette_choice
 
 MAX_DITHER_K = 256  # Pillow's palette images hold at most 256 entries
 
@@ -44,6 +45,9 @@ class EncodeOptions:
     dither: bool = False
     force: bool = False
     compress: bool = False  # write coding 1 when it is smaller (spec §11)
+    # A given palette (k x C uint8) replaces the fit; its source is named in the summary.
+    palette: "np.ndarray | None" = None
+    palette_source: str = ""
 
     @property
     def settings(self) -> FitSettings:
@@ -54,6 +58,7 @@ class EncodeOptions:
 class Job:
     input: Path
     output: Path
+    frame: int | None = None  # of a multi-frame input; None: the first, noted if there are more
 
 
 @dataclass(frozen=True)
@@ -111,16 +116,19 @@ def encode_file(job: Job, options: EncodeOptions, *, on_trial: OnTrial | None = 
     """Encode one image file to .kmq and return its summary; raises `KmqError` on bad input."""
     check_output(job.output, overwrite=options.force)
     started = time.perf_counter()
-    pixels = load_image(job.input)
-    choice = choose(
-        pixels.array,
-        k=options.k,
-        psnr_target=options.psnr,
-        max_bytes=options.max_bytes,
-        settings=options.settings,
-        on_trial=on_trial,
-        compress=options.compress,
-    )
+    pixels = load_image(job.input, job.frame)
+    if options.palette is not None:
+        pixels, choice = palette_choice(pixels, options.palette, options.palette_source, job.input)
+    else:
+        choice = choose(
+            pixels.array,
+            k=options.k,
+            psnr_target=options.psnr,
+            max_bytes=options.max_bytes,
+            settings=options.settings,
+            on_trial=on_trial,
+            compress=options.compress,
+        )
     palette, labels, cost = choice.fit.palette, choice.fit.labels, choice.fit.cost
     fit_psnr = psnr(choice.fit.mse)
     if options.dither:
@@ -177,16 +185,21 @@ def _finite(value: float | None) -> float | None:
     return None if value is None or math.isinf(value) else value
 
 
+def error_text(exc: BaseException) -> str:
+    """How a failed file is reported: the KmqError's message, else what kind of failure it was."""
+    if isinstance(exc, KmqError):
+        return str(exc)
+    if isinstance(exc, MemoryError):
+        return "out of memory"
+    return f"internal error: {type(exc).__name__}: {exc}"
+
+
 def _run_one(job: Job, options: EncodeOptions) -> Outcome:
     """A job in a worker: every failure becomes an Outcome, so the batch keeps going."""
     try:
         return Outcome(job, summary=encode_file(job, options))
-    except KmqError as exc:
-        return Outcome(job, error=str(exc))
-    except MemoryError:
-        return Outcome(job, error="out of memory")
     except Exception as exc:  # a bug must not hide the other files' results
-        return Outcome(job, error=f"internal error: {type(exc).__name__}: {exc}")
+        return Outcome(job, error=error_text(exc))
 
 
 def run(jobs: Sequence[Job], options: EncodeOptions, *, workers: int = 1, on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:

@@ -8,7 +8,7 @@ write (`kmq: error: ...`, one line per failure), 2 usage.
 
 - ``encode`` with one input: the summary of `batch.summary`; with several
   inputs: ``{"files": [summary, ...], "errors": [{"input", "output", "error"}],
-  "totals": {"files", "encoded", "failed", "bytes", "raw_bytes", "ratio", "seconds"}}``.
+  "totals": {"files", "encoded", "failed", "bytes", "raw_bytes", "ratio", "cost", "seconds"}}``.
 - ``info``: the header fields, the byte breakdown and the checks (`run_info`).
 - ``sweep``: the image's size and one row per k (`sweep.SweepRow.as_dict`).
 """
@@ -26,7 +26,7 @@ from typing import Sequence
 
 from PIL import Image
 
-from . import __version__, layout, progress
+from . import __version__, layout, progress, shared_cli
 from .batch import EncodeOptions, Job, Outcome, encode_file, output_paths, run
 from .choose_k import AUTO_KS, FitSettings
 from .codec import PILLOW_LIMIT, decode, recode
@@ -44,6 +44,7 @@ from .outputs import (
     write_masks,
     write_plot,
 )
+from .shared_batch import frame_jobs
 from .sweep import parse_ks, sweep, table
 
 CHANNEL_NAMES = {1: "grey", 3: "RGB", 4: "RGBA"}
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write coded labels (coding 1) when smaller: same palette and labels, within the size formula")
     enc.add_argument("--dither", action="store_true", help="map onto the palette with Floyd-Steinberg dithering (grey/RGB, k <= 256)")
     enc.add_argument("--jobs", type=int, default=1, metavar="N", help="encode N files at once in worker processes; 0: one per CPU (default 1)")
+    shared_cli.add_encode_options(enc, choice)
     add_fit_options(enc)
     enc.add_argument("--force", action="store_true", help="overwrite outputs that exist")
     enc.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
@@ -106,13 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="decode .kmq to an image, label map or masks",
         description="Decode .kmq to any format Pillow writes. With --labels or --masks the image is written only if -o is given.",
     )
-    dec.add_argument("input", metavar="IN", help="input .kmq file")
-    dec.add_argument("-o", "--output", metavar="OUT", help="output image; format from its extension (default: IN with suffix .png)")
+    dec.add_argument("input", metavar="IN", nargs="+", help="input .kmq files")
+    dec.add_argument("-o", "--output", metavar="OUT", help="output image, one input only; format from its extension (default: IN with suffix .png)")
+    dec.add_argument("--out-dir", metavar="DIR", help="write each IN's .png into DIR (made if missing) instead of beside it")
     dec.add_argument("--labels", metavar="PATH", help="write the label map: grey values = labels, 8-bit if k <= 256 else 16-bit")
     dec.add_argument("--masks", metavar="DIR", help="write one black-and-white mask per palette entry, mask_INDEX_COLOUR.png")
     dec.add_argument("--force", action="store_true", help="overwrite outputs that exist")
     dec.add_argument("--max-pixels", type=int, default=None, help="refuse images with more pixels (default: Pillow's limit)")
-    dec.set_defaults(run=run_decode)
+    dec.set_defaults(run=run_decode, usage=dec)
 
     rec = commands.add_parser(
         "recode",
@@ -148,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     swp.add_argument("--json", action="store_true", help="print the sweep as JSON on stdout instead of the table")
     swp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     swp.set_defaults(run=run_sweep)
+    shared_cli.add_palette_command(commands, add_fit_options)
     return parser
 
 
@@ -171,6 +175,7 @@ def check_encode_usage(args: argparse.Namespace) -> None:
         sub.error("give -o or --out-dir, not both")
     if args.jobs < 0:
         sub.error(f"--jobs must be 0 (one per CPU) or more, got {args.jobs}")
+    shared_cli.check_usage(args)
 
 
 def summary_line(s: dict) -> str:
@@ -226,6 +231,8 @@ def run_encode(args: argparse.Namespace) -> int:
     out_dir = Path(args.out_dir) if args.out_dir else None
     if args.output:
         jobs = [Job(inputs[0], Path(args.output))]
+    elif args.frames:
+        jobs = frame_jobs(inputs, out_dir)
     else:
         jobs = output_paths(inputs, out_dir)
     if out_dir is not None:
@@ -234,6 +241,8 @@ def run_encode(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise OutputError(f"cannot make directory {out_dir}: {exc.strerror or exc}") from None
     show_bar = progress.wanted(args.quiet)
+    if shared_cli.wanted(args):
+        return shared_cli.run_encode(jobs, options, args, show_bar)
     if len(jobs) == 1:
         return encode_one(jobs[0], options, args, show_bar)
     return encode_many(jobs, options, args, show_bar)
@@ -257,7 +266,7 @@ def encode_one(job: Job, options: EncodeOptions, args: argparse.Namespace, show_
     return 0
 
 
-def encode_many(jobs: list[Job], options: EncodeOptions, args: argparse.Namespace, show_bar: bool) -> int:
+def encode_many(jobs: list[Job], options: EncodeOptions, args: argparse.Namespace, show_bar: bool, runner=run) -> int:
     """Many files, `--jobs` at a time; every failure is named and the rest carry on."""
     workers = args.jobs or os.cpu_count() or 1
     started = time.perf_counter()
@@ -270,7 +279,7 @@ def encode_many(jobs: list[Job], options: EncodeOptions, args: argparse.Namespac
                 progress.say(bar, summary_line(outcome.summary))  # type: ignore[arg-type]
             bar.update(1)
 
-        outcomes = run(jobs, options, workers=workers, on_done=on_done)
+        outcomes = runner(jobs, options, workers=workers, on_done=on_done)
     done = [o.summary for o in outcomes if o.summary is not None]
     failed = [o for o in outcomes if o.error is not None]
     written = sum(s["bytes"] for s in done)
@@ -282,6 +291,7 @@ def encode_many(jobs: list[Job], options: EncodeOptions, args: argparse.Namespac
         "bytes": written,
         "raw_bytes": raw,
         "ratio": raw / written if written else None,
+        "cost": sum(s["cost"] for s in done),
         "seconds": time.perf_counter() - started,
     }
     if args.json:
@@ -306,9 +316,31 @@ def encode_many(jobs: list[Job], options: EncodeOptions, args: argparse.Namespac
 
 
 def run_decode(args: argparse.Namespace) -> int:
-    source = Path(args.input)
+    """Each input in turn; with several, a failure is named and the rest go on (exit 1)."""
+    if len(args.input) > 1 and (args.output or args.labels or args.masks):
+        args.usage.error(f"-o, --labels and --masks name one output but {len(args.input)} inputs were given; use --out-dir DIR")
+    if args.output and args.out_dir:
+        args.usage.error("give -o or --out-dir, not both")
+    if args.out_dir:
+        try:
+            Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot make directory {args.out_dir}: {exc.strerror or exc}") from None
+    if len(args.input) == 1:
+        return decode_one(Path(args.input[0]), args)
+    failed = 0
+    for name in args.input:
+        try:
+            decode_one(Path(name), args)
+        except KmqError as exc:
+            print(f"kmq: error: {name}: {exc}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
+def decode_one(source: Path, args: argparse.Namespace) -> int:
     want_image = bool(args.output) or not (args.labels or args.masks)
-    output = Path(args.output) if args.output else source.with_suffix(".png")
+    output = Path(args.output) if args.output else (Path(args.out_dir) / source.name if args.out_dir else source).with_suffix(".png")
     labels_path = Path(args.labels) if args.labels else None
     # Check every output before decoding, so a bad name costs nothing and writes nothing.
     for path in [output] * want_image + [labels_path] * bool(labels_path):

@@ -67,15 +67,26 @@ def check_k(k: object) -> int:
 
 def encode_detailed(
     image: "np.ndarray | Image.Image",
-    k: int,
+    k: int | None = None,
     *,
+    palette: "np.ndarray | None" = None,
     seed: int = 0,
     n_init: int = 4,
     max_iter: int = 100,
     tol: float = 1e-4,
     compress: bool = False,
 ) -> Encoded:
-    """Encode and keep the palette fit, so callers can report cost, MSE and PSNR."""
+    """Encode and keep the palette fit, so callers can report cost, MSE and PSNR.
+
+    With ``palette`` (K x C) instead of k, pixels get their nearest entry and
+    every entry is kept (:mod:`kmcodec.fixed_palette`); no k-means runs.
+    """
+    if palette is not None:
+        if k is not None:
+            raise ParameterError(f"give k or palette, not both (k={k})")
+        from .fixed_palette import encode_with_palette
+
+        return encode_with_palette(image, palette, compress=compress)
     k = check_k(k)
     pixels = to_pixels(image)
     fit = fit_palette(pixels.array, k, seed=seed, n_init=n_init, max_iter=max_iter, tol=tol)
@@ -84,8 +95,9 @@ def encode_detailed(
 
 def encode(
     image: "np.ndarray | Image.Image",
-    k: int,
+    k: int | None = None,
     *,
+    palette: "np.ndarray | None" = None,
     seed: int = 0,
     n_init: int = 4,
     max_iter: int = 100,
@@ -95,11 +107,14 @@ def encode(
     """Encode an image (Pillow image or H x W [x C] uint8 array) as .kmq bytes.
 
     The palette has at most `k` colours (exactly the image's colours when it has
-    no more than `k`); the same `seed` gives byte-identical output. With
+    no more than `k`); the same `seed` gives byte-identical output. Or give
+    `palette` (K x C uint8) to label against it, every entry kept. With
     `compress`, the labels are written in coding 1 (spec §11) whenever that is
     smaller than coding 0; the palette and labels are the same either way.
     """
-    return encode_detailed(image, k, seed=seed, n_init=n_init, max_iter=max_iter, tol=tol, compress=compress).data
+    return encode_detailed(
+        image, k, palette=palette, seed=seed, n_init=n_init, max_iter=max_iter, tol=tol, compress=compress
+    ).data
 
 
 def pack(palette: np.ndarray, labels: np.ndarray, *, compress: bool = False) -> bytes:

@@ -89,3 +89,7 @@ class StreamEndError(FormatError):
 
 class SymbolRangeError(FormatError):
     """A coding-1 symbol or label decodes out of range (not below K, or past the pixels it may name)."""
+
+
+class PaletteFileError(ImageInputError):
+    """A palette file (.gpl, .kmq, PNG-8, GIF, .json) is malformed, empty or out of range."""

@@ -87,15 +87,28 @@ def write_bytes(path: "str | os.PathLike[str]", data: bytes, *, overwrite: bool 
     atomic_write(path, lambda handle: handle.write(data), overwrite=overwrite)
 
 
-def load_image(path: "str | os.PathLike[str]") -> Pixels:
-    """Open any image Pillow reads (a .kmq too, once the plugin is registered) as encoder input."""
+def load_image(path: "str | os.PathLike[str]", frame: int | None = None) -> Pixels:
+    """Open any image Pillow reads (a .kmq too, once the plugin is registered) as encoder input.
+
+    A multi-frame image gives its first frame, noted as "first of N frames",
+    or frame `frame` (0-based) when given.
+    """
     path = Path(path)
     if path.is_dir():
         raise ImageInputError(f"cannot read {path}: it is a directory")
     try:
         with Image.open(path) as image:
+            frames = getattr(image, "n_frames", 1)
+            if frame is not None and not 0 <= frame < frames:
+                raise ImageInputError(f"cannot read {path}: frame {frame + 1}, it has {frames}")
+            if frame:
+                image.seek(frame)
             image.load()
-            return to_pixels(image)
+            pixels = to_pixels(image)
+            if frames > 1:
+                note = f"first of {frames} frames" if frame is None else f"frame {frame + 1} of {frames}"
+                pixels = Pixels(pixels.array, pixels.notes + (note,))
+            return pixels
     except FileNotFoundError:
         raise ImageInputError(f"cannot read {path}: no such file") from None
     except PermissionError:
@@ -132,12 +145,15 @@ def read(path: "str | os.PathLike[str]", *, max_pixels: "int | None | object" = 
 def write(
     path: "str | os.PathLike[str]",
     image: "np.ndarray | Image.Image | str | os.PathLike[str]",
-    k: int,
+    k: int | None = None,
     *,
     overwrite: bool = True,
     **options: object,
 ) -> bytes:
-    """Encode `image` (an array, a Pillow image, or the path of one) to a .kmq file; returns its bytes."""
+    """Encode `image` (an array, a Pillow image, or the path of one) to a .kmq file; returns its bytes.
+
+    `options` are `encode`'s: seed, n_init, ..., or palette=P instead of k.
+    """
     if isinstance(image, (str, os.PathLike)):
         image = load_image(image).array
     data = encode(image, k, **options)  # type: ignore[arg-type]

@@ -29,7 +29,8 @@ rule of the spec. Errors: a header that breaks a rule raises ``OSError`` from
 check, labels, padding) raises ``OSError`` from ``load()``.
 
 Saving: ``image.save("x.kmq", k=16, seed=0, n_init=4, max_iter=100, compress=True)``;
-``compress`` writes coded labels (coding 1) when smaller. Reading handles both codings. A mode
+``compress`` writes coded labels (coding 1) when smaller. Reading handles both codings.
+``palette=P`` (K x C uint8) labels against a given palette instead of k. A mode
 P image saved without ``k`` keeps its palette and labels exactly (so opening a
 .kmq file and saving it again gives the same bytes); any other image without
 ``k`` gets ``k=256``, as in ``Image.quantize``.
@@ -134,8 +135,11 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     options = {key: im.encoderinfo[key] for key in ("seed", "n_init", "max_iter", "tol") if key in im.encoderinfo}
     k = im.encoderinfo.get("k")
     compress = bool(im.encoderinfo.get("compress", False))
+    palette = im.encoderinfo.get("palette")
     # Bad options raise kmcodec's ParameterError, a ValueError as Pillow's own savers raise.
-    if k is None and im.mode == "P":
+    if palette is not None:
+        data = encode(im, k, palette=palette, compress=compress)
+    elif k is None and im.mode == "P":
         data = pack(*_palette_and_labels(im), compress=compress)
     else:
         data = encode(im, DEFAULT_K if k is None else k, compress=compress, **options)
