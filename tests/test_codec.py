@@ -1,5 +1,9 @@
 """The codec end to end: decode(encode(x)) is palette[labels], sized by the formula."""
 
+import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -8,6 +12,7 @@ from hypothesis.extra import numpy as hnp
 from PIL import Image
 
 import kmcodec
+from kmcodec import bitpack, codec, layout
 from kmcodec.errors import ImageInputError, ParameterError
 
 
@@ -115,3 +120,87 @@ def test_mask_selects_one_cluster(many_colours):
     assert np.array_equal(sum(m.astype(int) for m in masks), np.ones((20, 20), int))
     with pytest.raises(ParameterError):
         image.mask(image.k)
+
+
+# --------------------------------------------------------------------------- large payloads
+# decode switches paths on payload size: a two-byte table from codec.PAIR_MIN_BYTES
+# of labels, a threaded gather from two codec.GATHER_CHUNK items, label checks in
+# chunks of bitpack.CHUNK pixels. Lowering the thresholds makes small files take
+# the large-file paths; one real payload over each threshold checks the defaults.
+
+
+def random_file(k, channels, width, height, seed=0):
+    """A file of random labels, and the pixels it must decode to (computed without the decoder)."""
+    rng = np.random.default_rng(seed)
+    palette = rng.integers(1, 256, (k, channels), dtype=np.uint8)  # no zero entry: unwritten output shows
+    labels = rng.integers(0, k, (height, width)).astype(bitpack.label_dtype(k))
+    return kmcodec.pack(palette, labels), palette[labels]
+
+
+@pytest.fixture
+def large_paths(monkeypatch):
+    """Every large-file path at small sizes, with threads even on one CPU."""
+    monkeypatch.setattr(codec, "PAIR_MIN_BYTES", 2)
+    monkeypatch.setattr(codec, "GATHER_CHUNK", 64)
+    monkeypatch.setattr(codec, "GATHER_THREADS", 3)
+    monkeypatch.setattr(bitpack, "CHUNK", 256)
+
+
+# b = 1, 2, 3, 4, 5, 8, 8, 9, 12, 16; odd payload lengths leave a byte after the pairs.
+LARGE_K = [2, 3, 7, 16, 17, 200, 256, 300, 3000, 65536]
+
+
+@pytest.mark.parametrize("k", LARGE_K)
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_large_file_paths_decode_every_pixel_to_its_palette_entry(large_paths, k, channels):
+    for width, height in [(61, 37), (40, 41)]:
+        data, expected = random_file(k, channels, width, height, seed=k + width)
+        image = kmcodec.decode(data)
+        assert np.array_equal(image.to_array(), expected)
+        assert np.array_equal(np.concatenate(list(image.iter_rows(5))), expected)
+
+
+def test_real_payload_over_the_pair_threshold_decodes_every_pixel():
+    side = math.isqrt(codec.PAIR_MIN_BYTES) + 1  # b = 8: one byte per pixel
+    data, expected = random_file(200, 3, side, side + 1)
+    assert len(data) - layout.OVERHEAD - 600 >= codec.PAIR_MIN_BYTES > 2 * codec.GATHER_CHUNK
+    assert np.array_equal(kmcodec.decode(data).to_array(), expected)
+
+
+def test_decode_copies_a_mutable_buffer():
+    data, expected = random_file(5, 3, 9, 7)
+    for buffer in (bytearray(data), memoryview(bytearray(data))):
+        image = kmcodec.decode(buffer)
+        buffer[-20:-4] = bytes(16)  # the caller reuses its buffer
+        assert np.array_equal(image.to_array(), expected)
+
+
+def test_threads_decoding_one_large_image_match_a_serial_run(large_paths):
+    data, expected = random_file(7, 3, 300, 200)
+    image = kmcodec.decode(data)
+    barrier = threading.Barrier(4)
+
+    def decode_again(_):
+        barrier.wait(timeout=10)
+        return image.to_array(), kmcodec.decode(data).to_array(), np.concatenate(list(image.iter_rows(9)))
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for arrays in pool.map(decode_again, range(8)):
+            for array in arrays:
+                assert np.array_equal(array, expected)
+
+
+# --------------------------------------------------------------------------- pack's own rules
+
+
+@pytest.mark.parametrize(("k", "bad"), [(3, 3), (5, 7), (200, 255), (300, 300), (1, 1)])
+def test_pack_rejects_a_label_not_below_k(k, bad):
+    labels = np.zeros((2, 3), bitpack.label_dtype(max(k, bad + 1)))
+    labels[1, 2] = bad
+    with pytest.raises(ImageInputError, match=f"labels must lie in 0..{k - 1}"):
+        kmcodec.pack(np.zeros((k, 3), np.uint8), labels)
+
+
+def test_pack_rejects_a_negative_label():
+    with pytest.raises(ImageInputError, match="labels must lie in"):
+        kmcodec.pack(np.zeros((4, 3), np.uint8), np.array([[0, -1]]))

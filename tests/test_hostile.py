@@ -221,3 +221,58 @@ def test_k1_file_under_the_limit_allocates_nothing_for_its_pixels():
     assert peak_bytes(lambda: kmcodec.decode(data)) < 64_000
     first = next(kmcodec.decode(data).iter_rows(1))
     assert first.shape == (1, 9000, 3) and (first == [1, 2, 3]).all()
+
+
+# --------------------------------------------------------------------------- memory on real payloads
+
+
+def tiled_file(k: int, channels: int, width: int, height: int) -> bytes:
+    """A multi-MB valid file built fast: one packed row of random labels, repeated.
+
+    `width * b` is a multiple of 8, so each row packs to whole bytes and the
+    repeated bytes are exactly the packing of the repeated rows.
+    """
+    bits = layout.bits_for_k(k)
+    assert width * bits % 8 == 0
+    rng = np.random.default_rng(k)
+    row = rng.integers(0, k, width)
+    row[-1] = k - 1
+    palette = rng.integers(0, 256, (k, channels), dtype=np.uint8)
+    header = kmcodec.container.Header(width=width, height=height, k=k, channels=channels)
+    return kmcodec.container.join(header, palette.tobytes(), kmcodec.bitpack.pack_labels(row, bits) * height)
+
+
+def growth(measure, k: int) -> int:
+    """How much more peak memory `measure(data)` takes on a 16-megapixel grey file than on a 4-megapixel one.
+
+    Both sizes are past every fixed-size buffer (chunks of bitpack.CHUNK labels,
+    codec.GATHER_THREADS x codec.GATHER_CHUNK items, the pair table), so a
+    bounded path grows by nothing, or by its output alone.
+    """
+    small, large = (tiled_file(k, 1, WIDTH, ROWS * n) for n in (1, 4))
+    return peak_bytes(lambda: measure(large)) - peak_bytes(lambda: measure(small))
+
+
+WIDTH, ROWS = 4096, 1024
+# b = 2, 4, 8 (one lookup per byte) and 12 (the general path).
+MEMORY_K = [3, 11, 200, 3000]
+
+
+@pytest.mark.parametrize("k", MEMORY_K)
+def test_validating_a_payload_uses_memory_independent_of_its_size(k):
+    """decode checks every label (rules 8, 9) chunk by chunk, keeping none."""
+    assert growth(lambda data: kmcodec.decode(data), k) < 256_000
+
+
+@pytest.mark.parametrize("k", MEMORY_K)
+def test_iter_rows_uses_memory_independent_of_the_image_size(k):
+    assert growth(lambda data: [None for _ in kmcodec.decode(data).iter_rows(16)], k) < 256_000
+
+
+@pytest.mark.parametrize("k", MEMORY_K)
+@pytest.mark.parametrize("pairs", [True, False], ids=["pair-table", "byte-table"])
+def test_to_array_allocates_its_output_and_a_bounded_rest(monkeypatch, k, pairs):
+    """The larger image's output is 3 x WIDTH x ROWS bytes larger; the rest may not grow by a label per pixel."""
+    monkeypatch.setattr(kmcodec.codec, "PAIR_MIN_BYTES", 0 if pairs else 1 << 62)  # one path for both sizes
+    monkeypatch.setattr(kmcodec.codec, "GATHER_THREADS", 1)  # threads' chunk buffers overlap by chance
+    assert growth(lambda data: kmcodec.decode(data).to_array(), k) < 3 * WIDTH * ROWS + 1_000_000
