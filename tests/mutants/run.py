@@ -35,6 +35,7 @@ class Mutant:
     new: str
     tests: tuple[str, ...]
     what: str
+    regenerate_golden: bool = False  # rerun fixtures/make_golden.py first, as someone "fixing" the pins would
 
 
 MUTANTS = [
@@ -142,16 +143,34 @@ MUTANTS = [
         ("tests/test_palette.py",),
         "unused palette entries are not dropped (uncounted colours)",
     ),
+    Mutant(
+        "worst-restart-wins+regenerated-golden",
+        "kmcodec/palette.py",
+        "candidates.sort(key=lambda c: (c[0], c[1]))",
+        "candidates.sort(key=lambda c: (c[0], c[1]), reverse=True)",
+        ("tests/test_golden.py",),
+        "worst restart wins, golden files regenerated: only their quality floor can notice",
+        regenerate_golden=True,
+    ),
+    Mutant(
+        "one-lloyd-step+regenerated-golden",
+        "kmcodec/palette.py",
+        "lloyd(cp, cw, cs, start, max_iter=max_iter, tol=tol_abs)",
+        "lloyd(cp, cw, cs, start, max_iter=1, tol=tol_abs)",
+        ("tests/test_golden.py",),
+        "one Lloyd step per restart on the coarse set, golden files regenerated",
+        regenerate_golden=True,
+    ),
 ]
 
 
 def tracked_files() -> list[str]:
-    out = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, check=True).stdout
     return [name for name in out.decode().split("\0") if name]
 
 
 def scratch_copy(target: Path) -> None:
-    """The working tree's tracked files, as they are now (uncommitted edits included)."""
+    """The working tree as it is now: tracked files with their edits, and new files git does not ignore."""
     for name in tracked_files():
         source = ROOT / name
         if source.is_file():
@@ -159,14 +178,18 @@ def scratch_copy(target: Path) -> None:
             shutil.copy2(source, target / name)
 
 
+def copy_env(copy: Path) -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1")
+
+
 def run_pytest(copy: Path, tests: tuple[str, ...]) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1")
+    env = copy_env(copy)
     command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", *tests]
     return subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True)
 
 
 def imports_the_copy(copy: Path) -> bool:
-    env = dict(os.environ, PYTHONPATH=str(copy))
+    env = copy_env(copy)
     probe = [sys.executable, "-c", "import kmcodec; print(kmcodec.__file__)"]
     found = subprocess.run(probe, cwd=copy, env=env, capture_output=True, text=True).stdout.strip()
     return Path(found).resolve().is_relative_to(copy.resolve())
@@ -199,22 +222,28 @@ def main() -> int:
             if baseline.returncode != 0:
                 print(f"unmutated copy fails {' '.join(tests)}:\n{baseline.stdout[-2000:]}", file=sys.stderr)
                 return 2
-        print(f"{'mutant':32} {'file':20} {'result':9} first failing test")
+        print(f"{'mutant':38} {'file':20} {'result':9} first failing test", flush=True)
         for mutant in chosen:
             path = copy / mutant.path
             original = path.read_text()
             if original.count(mutant.old) < 1:
-                print(f"{mutant.name:32} {mutant.path:20} {'NOT FOUND':9} (code changed: update the mutant)")
+                print(f"{mutant.name:38} {mutant.path:20} {'NOT FOUND':9} (code changed: update the mutant)", flush=True)
                 survived += 1
                 continue
             path.write_text(original.replace(mutant.old, mutant.new))
+            golden = copy / "fixtures" / "golden"
+            saved = {p.name: p.read_bytes() for p in golden.iterdir()} if mutant.regenerate_golden else {}
             try:
+                if mutant.regenerate_golden:
+                    subprocess.run([sys.executable, "fixtures/make_golden.py"], cwd=copy, env=copy_env(copy), capture_output=True, check=True)
                 result = run_pytest(copy, ("tests",) if args.full else mutant.tests)
             finally:
                 path.write_text(original)
+                for name, data in saved.items():
+                    (golden / name).write_bytes(data)
             caught = result.returncode != 0
             survived += not caught
-            print(f"{mutant.name:32} {mutant.path:20} {'caught' if caught else 'SURVIVED':9} {first_failure(result.stdout)}")
+            print(f"{mutant.name:38} {mutant.path:20} {'caught' if caught else 'SURVIVED':9} {first_failure(result.stdout)}", flush=True)
     return 1 if survived else 0
 
 
