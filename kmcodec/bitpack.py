@@ -76,11 +76,18 @@ def check_labels(data: bytes | memoryview, count: int, bits: int, k: int, width:
     check_padding(buf, count, bits)
     if fills_width(k):
         return
+    first = 0
     if 8 % bits == 0 and bits < 16:
-        # One lookup per byte: does this byte hold a label >= k?
-        if not (byte_table(bits) >= k).any(axis=1)[buf].any():
+        # One lookup per byte (does it hold a label >= k?), a chunk of bytes at a
+        # time; only a chunk with a bad byte is unpacked, to locate the label.
+        holds_bad = (byte_table(bits) >= k).any(axis=1)
+        per_byte = 8 // bits
+        bad = (start for start in range(0, buf.size, CHUNK) if holds_bad[buf[start : start + CHUNK]].any())
+        first_bad = next(bad, None)
+        if first_bad is None:
             return
-    for start in range(0, count, CHUNK):
+        first = first_bad * per_byte
+    for start in range(first, count, CHUNK):
         n = min(CHUNK, count - start)
         check_range(unpack_range(buf, start, n, bits), k, width, start)
 

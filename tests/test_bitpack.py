@@ -79,7 +79,27 @@ def test_rejects_nonzero_padding_bits():
 
 @pytest.mark.parametrize("bits", [1, 2, 4, 8])
 def test_byte_table_lists_the_labels_of_each_byte_first_first(bits):
+    """Checked against the byte's binary digits, cut into b-digit labels from the left."""
     table = bitpack.byte_table(bits)
-    for byte in (0, 0x5A, 0xFF):
-        expected = bitpack.unpack_labels(bytes([byte]), 8 // bits, bits, 1 << bits)
-        assert list(table[byte]) == list(expected)
+    for byte in range(256):
+        digits = format(byte, "08b")
+        assert list(table[byte]) == [int(digits[i : i + bits], 2) for i in range(0, 8, bits)]
+
+
+# Past the first CHUNK (1M) labels the checks run chunk by chunk; the error must
+# still name the pixel in the whole image. b = 2, 3, 5 (general path), 8, 9, 12.
+@pytest.mark.parametrize("k", [3, 5, 17, 200, 300, 3000])
+def test_label_not_below_k_is_located_past_the_first_chunk(k):
+    width, height = 1031, 1500  # 1,546,500 pixels: the bad one sits in the second chunk
+    x, y = 17, 1400
+    assert y * width + x > bitpack.CHUNK
+    bits = (k - 1).bit_length()
+    bad = (1 << bits) - 1  # the largest b-bit value: not below k, as k is no power of two
+    labels = np.zeros(width * height, bitpack.label_dtype(k))
+    labels[y * width + x] = bad
+    data = bitpack.pack_labels(labels, bits)
+    message = rf"label {bad} at pixel \(x={x}, y={y}\) is not below k={k}"
+    with pytest.raises(LabelRangeError, match=message):
+        bitpack.check_labels(data, labels.size, bits, k, width)
+    with pytest.raises(LabelRangeError, match=message):
+        bitpack.unpack_labels(data, labels.size, bits, k, width)

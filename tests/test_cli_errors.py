@@ -1,8 +1,11 @@
 """Bad input to `kmq`, each run as a real subprocess: exit 1 with one `kmq: error:` line (2 for usage), never a traceback, never an output."""
 
+import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,14 +13,13 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 FLAT = ROOT / "fixtures" / "flat.png"
-CORRUPT_KMQ = ROOT / "fixtures" / "malformed" / "bad_check_flipped_bit.kmq"
+MALFORMED = ROOT / "fixtures" / "malformed"
+CORRUPT_KMQ = MALFORMED / "bad_check_flipped_bit.kmq"
 RGBA_KMQ = ROOT / "fixtures" / "valid" / "rgba_k5_6x5.kmq"
 
 
 def permissions_bind_us() -> bool:
     """Whether chmod stops this process: false for root (os.geteuid() == 0) unless it dropped CAP_DAC_OVERRIDE."""
-    import tempfile
-
     with tempfile.TemporaryDirectory() as d:
         probe = Path(d) / "probe"
         probe.write_bytes(b"")
@@ -137,34 +139,94 @@ def test_usage_error_exits_2(workdir, args, fragment):
     assert sorted(p.name for p in workdir.iterdir()) == before
 
 
-@pytest.mark.skipif(not PERMISSIONS_BIND, reason="running as root, which reads every file: chmod 000 proves nothing")
+def unprivileged() -> list[str] | None:
+    """A command prefix under which file permissions bind: none needed, setpriv to nobody for root, or None."""
+    if PERMISSIONS_BIND:
+        return []
+    prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+    try:
+        probe = subprocess.run([*prefix, sys.executable, "-c", "import kmcodec"], capture_output=True, timeout=60)
+    except OSError:  # no setpriv
+        return None
+    return prefix if probe.returncode == 0 else None
+
+
+UNPRIVILEGED = unprivileged()
+NEEDS_UNPRIVILEGED = pytest.mark.skipif(
+    UNPRIVILEGED is None, reason="root without setpriv (or nobody cannot run Python here): chmod binds no one"
+)
+
+
+@pytest.fixture
+def open_dir():
+    """A folder anyone may write to (pytest's tmp_path is private to root, so nobody could not enter it)."""
+    path = Path(tempfile.mkdtemp(prefix="kmq-perm-"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path)
+
+
+def kmq_unprivileged(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [*UNPRIVILEGED, sys.executable, "-m", "kmcodec", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+@NEEDS_UNPRIVILEGED
 @pytest.mark.parametrize("command", ["encode", "decode", "info"])
-def test_unreadable_input_exits_1(tmp_path, command):
-    source = tmp_path / ("in.png" if command == "encode" else "in.kmq")
+def test_unreadable_input_exits_1(open_dir, command):
+    source = open_dir / ("in.png" if command == "encode" else "in.kmq")
     source.write_bytes(FLAT.read_bytes() if command == "encode" else RGBA_KMQ.read_bytes())
     source.chmod(0)
-    try:
-        args = {"encode": ["-k", "4", "-o", "out.kmq"], "decode": ["-o", "out.png"], "info": []}[command]
-        assert_error(kmq(tmp_path, command, source.name, *args), "permission denied")
-    finally:
-        source.chmod(0o644)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [source.name]
+    args = {"encode": ["-k", "4", "-o", "out.kmq"], "decode": ["-o", "out.png"], "info": []}[command]
+    assert_error(kmq_unprivileged(open_dir, command, source.name, *args), "permission denied")
+    assert sorted(p.name for p in open_dir.iterdir()) == [source.name]
 
 
-@pytest.mark.skipif(not PERMISSIONS_BIND, reason="running as root, which writes into any directory")
+WRITE_ONLY = next((p for p in (Path("/sys/bus/nd/drivers_probe"), Path("/sys/bus/pci/rescan")) if p.exists()), None)
+
+
+@pytest.mark.skipif(WRITE_ONLY is None, reason="needs a write-only sysfs file")
+@pytest.mark.parametrize("command", ["encode", "decode", "info"])
+def test_input_nobody_can_read_exits_1(tmp_path, command):
+    """sysfs refuses to open a write-only file for reading even to root, so this runs as any user."""
+    args = {"encode": ["-k", "4", "-o", "out.kmq"], "decode": ["-o", "out.png"], "info": []}[command]
+    assert_error(kmq(tmp_path, command, str(WRITE_ONLY), *args), f"cannot read {WRITE_ONLY}: permission denied")
+    assert list(tmp_path.iterdir()) == []
+
+
+@NEEDS_UNPRIVILEGED
 @pytest.mark.parametrize("command", ["encode", "decode"])
-def test_unwritable_output_directory_exits_1(tmp_path, command):
-    locked = tmp_path / "locked"
+def test_unwritable_output_directory_exits_1(open_dir, command):
+    locked = open_dir / "locked"
     locked.mkdir()
     locked.chmod(0o555)
-    try:
-        source = FLAT if command == "encode" else RGBA_KMQ
-        output = locked / ("out.kmq" if command == "encode" else "out.png")
-        args = ["-k", "4"] if command == "encode" else []
-        assert_error(kmq(tmp_path, command, str(source), "-o", str(output), *args), "Permission denied")
-        assert list(locked.iterdir()) == []
-    finally:
-        locked.chmod(0o755)
+    source = open_dir / ("in.png" if command == "encode" else "in.kmq")
+    source.write_bytes(FLAT.read_bytes() if command == "encode" else RGBA_KMQ.read_bytes())
+    output = locked / ("out.kmq" if command == "encode" else "out.png")
+    args = ["-k", "4"] if command == "encode" else []
+    assert_error(kmq_unprivileged(open_dir, command, source.name, "-o", str(output), *args), "Permission denied")
+    assert list(locked.iterdir()) == []
+
+
+def test_info_on_an_invalid_file_reports_each_check_and_exits_1(workdir):
+    """`info --json` still prints its report for a broken file: check_valid says whether the CRC matches."""
+    cases = {
+        "rgba.kmq": (0, True, True),
+        "corrupt.kmq": (1, False, False),
+        "truncated.kmq": (1, None, False),
+    }
+    for name, (code, check_valid, valid) in cases.items():
+        result = kmq(workdir, "info", name, "--json")
+        assert result.returncode == code, result.stderr
+        report = json.loads(result.stdout)
+        assert (report["check_valid"], report["valid"]) == (check_valid, valid), name
+        assert (report["error"] is None) == valid
+    for name in ("label_not_below_k_b3_first_pixel.kmq", "padding_not_zero_b3.kmq"):
+        result = kmq(MALFORMED, "info", name, "--json")
+        report = json.loads(result.stdout)
+        assert result.returncode == 1 and report["check_valid"] is True and report["valid"] is False, name
+        text = kmq(MALFORMED, "info", name)
+        assert "CRC-32 valid" in text.stdout and "valid           no: " in text.stdout
 
 
 @pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs Linux sysfs")

@@ -1,0 +1,251 @@
+"""Mutation check: put each known bug into a scratch copy of the repo and make sure the tests fail.
+
+Each mutant below is a bug that once survived the whole suite (issue 12). For
+each, this script copies the working tree (tracked files, as they are now) to a
+temporary directory, makes the one-line change, runs the pytest selection that
+should catch it, and prints a table: mutant -> caught / SURVIVED. The unmutated
+copy runs first and must pass, or nothing below it means anything.
+
+    python tests/mutants/run.py            # every mutant, its own test selection
+    python tests/mutants/run.py --full     # every mutant against the whole suite
+    python tests/mutants/run.py pair-byte-order gather-drops-last-chunk
+
+Not collected by pytest (no test_ prefix); it takes a minute or two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+    what: str
+    regenerate_golden: bool = False  # rerun fixtures/make_golden.py first, as someone "fixing" the pins would
+
+
+MUTANTS = [
+    Mutant(
+        "pair-byte-order",
+        "kmcodec/codec.py",
+        "np.concatenate([table[both & 255], table[both >> 8]], axis=1)",
+        "np.concatenate([table[both >> 8], table[both & 255]], axis=1)",
+        ("tests/test_codec.py",),
+        "two-byte lookup reads its bytes in the wrong order",
+    ),
+    Mutant(
+        "gather-drops-last-chunk",
+        "kmcodec/codec.py",
+        "list(pool.map(part, starts))",
+        "list(pool.map(part, starts[:-1]))",
+        ("tests/test_codec.py",),
+        "threaded gather drops its last chunk",
+    ),
+    Mutant(
+        "decode-shares-bytearray",
+        "kmcodec/codec.py",
+        "parts.labels if isinstance(data, bytes) else",
+        "parts.labels if isinstance(data, (bytes, bytearray)) else",
+        ("tests/test_codec.py",),
+        "decode keeps a view of the caller's bytearray",
+    ),
+    Mutant(
+        "pack-skips-label-check",
+        "kmcodec/codec.py",
+        "if labels.max() >= k or labels.min() < 0:",
+        "if labels.min() < 0:",
+        ("tests/test_codec.py",),
+        "pack() writes labels >= k",
+    ),
+    Mutant(
+        "info-check-always-valid",
+        "kmcodec/cli.py",
+        '"check_valid": check,',
+        '"check_valid": True,',
+        ("tests/test_cli_errors.py",),
+        "kmq info reports check_valid: true for a bad CRC",
+    ),
+    Mutant(
+        "bad-label-loses-chunk-offset",
+        "kmcodec/bitpack.py",
+        "check_range(unpack_range(buf, start, n, bits), k, width, start)",
+        "check_range(unpack_range(buf, start, n, bits), k, width, 0)",
+        ("tests/test_bitpack.py",),
+        "the error names the wrong pixel past the first chunk (decode's check)",
+    ),
+    Mutant(
+        "unpack-loses-chunk-offset",
+        "kmcodec/bitpack.py",
+        "check_range(labels[start : start + n], k, width, start)",
+        "check_range(labels[start : start + n], k, width, 0)",
+        ("tests/test_bitpack.py",),
+        "the error names the wrong pixel past the first chunk (unpack_labels)",
+    ),
+    Mutant(
+        "validate-materialises-labels",
+        "kmcodec/codec.py",
+        "bitpack.check_labels(self._payload,",
+        "bitpack.unpack_labels(self._payload,",
+        ("tests/test_hostile.py",),
+        "validation holds every label in memory",
+    ),
+    Mutant(
+        "validate-bool-per-payload-byte",
+        "kmcodec/bitpack.py",
+        "holds_bad[buf[start : start + CHUNK]].any()",
+        "holds_bad[buf].any()",
+        ("tests/test_hostile.py",),
+        "validation's byte lookup makes one bool per payload byte (the pre-issue-12 code)",
+    ),
+    Mutant(
+        "no-refinement-at-large-k",
+        "kmcodec/palette.py",
+        "polish=POLISH_STEPS if k >= POLISH_MIN_K else 0",
+        "polish=0",
+        ("tests/test_palette.py", "tests/test_golden.py"),
+        "the final rounded-Lloyd refinement is skipped at k >= 64",
+    ),
+    Mutant(
+        "worst-restart-wins",
+        "kmcodec/palette.py",
+        "candidates.sort(key=lambda c: (c[0], c[1]))",
+        "candidates.sort(key=lambda c: (c[0], c[1]), reverse=True)",
+        ("tests/test_palette.py", "tests/test_golden.py"),
+        "the restart of highest coarse cost is refined (once caught only by golden byte pins)",
+    ),
+    Mutant(
+        "unused-entries-kept",
+        "kmcodec/palette.py",
+        "    if not used.all():\n",
+        "    if False:\n",
+        ("tests/test_palette.py",),
+        "unused palette entries are not dropped (counted colours)",
+    ),
+    Mutant(
+        "unused-entries-kept-uncounted",
+        "kmcodec/palette.py",
+        "    if not keep.all():\n",
+        "    if False:\n",
+        ("tests/test_palette.py",),
+        "unused palette entries are not dropped (uncounted colours)",
+    ),
+    Mutant(
+        "worst-restart-wins+regenerated-golden",
+        "kmcodec/palette.py",
+        "candidates.sort(key=lambda c: (c[0], c[1]))",
+        "candidates.sort(key=lambda c: (c[0], c[1]), reverse=True)",
+        ("tests/test_golden.py",),
+        "worst restart wins, golden files regenerated: only their quality floor can notice",
+        regenerate_golden=True,
+    ),
+    Mutant(
+        "one-lloyd-step+regenerated-golden",
+        "kmcodec/palette.py",
+        "lloyd(cp, cw, cs, start, max_iter=max_iter, tol=tol_abs)",
+        "lloyd(cp, cw, cs, start, max_iter=1, tol=tol_abs)",
+        ("tests/test_golden.py",),
+        "one Lloyd step per restart on the coarse set, golden files regenerated",
+        regenerate_golden=True,
+    ),
+]
+
+
+def tracked_files() -> list[str]:
+    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, check=True).stdout
+    return [name for name in out.decode().split("\0") if name]
+
+
+def scratch_copy(target: Path) -> None:
+    """The working tree as it is now: tracked files with their edits, and new files git does not ignore."""
+    for name in tracked_files():
+        source = ROOT / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+
+
+def copy_env(copy: Path) -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1")
+
+
+def run_pytest(copy: Path, tests: tuple[str, ...]) -> subprocess.CompletedProcess:
+    env = copy_env(copy)
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", *tests]
+    return subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True)
+
+
+def imports_the_copy(copy: Path) -> bool:
+    env = copy_env(copy)
+    probe = [sys.executable, "-c", "import kmcodec; print(kmcodec.__file__)"]
+    found = subprocess.run(probe, cwd=copy, env=env, capture_output=True, text=True).stdout.strip()
+    return Path(found).resolve().is_relative_to(copy.resolve())
+
+
+def first_failure(output: str) -> str:
+    for line in output.splitlines():
+        if line.startswith("FAILED ") or line.startswith("ERROR "):
+            return line.split(" ", 1)[1].split(" - ")[0]
+    return ""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="mutants to run (default: all)")
+    parser.add_argument("--full", action="store_true", help="run the whole suite for each mutant")
+    args = parser.parse_args()
+    chosen = [m for m in MUTANTS if not args.names or m.name in args.names]
+    survived = 0
+    with tempfile.TemporaryDirectory(prefix="kmq-mutants-") as tmp:
+        Path(tmp).chmod(0o755)  # the unprivileged CLI tests run kmq as nobody, who must read the copy
+        copy = Path(tmp) / "repo"
+        scratch_copy(copy)
+        if not imports_the_copy(copy):
+            print("the scratch copy does not import its own kmcodec; aborting", file=sys.stderr)
+            return 2
+        selections = {("tests",) if args.full else m.tests for m in chosen}
+        for tests in sorted(selections):
+            baseline = run_pytest(copy, tests)
+            if baseline.returncode != 0:
+                print(f"unmutated copy fails {' '.join(tests)}:\n{baseline.stdout[-2000:]}", file=sys.stderr)
+                return 2
+        print(f"{'mutant':38} {'file':20} {'result':9} first failing test", flush=True)
+        for mutant in chosen:
+            path = copy / mutant.path
+            original = path.read_text()
+            if original.count(mutant.old) < 1:
+                print(f"{mutant.name:38} {mutant.path:20} {'NOT FOUND':9} (code changed: update the mutant)", flush=True)
+                survived += 1
+                continue
+            path.write_text(original.replace(mutant.old, mutant.new))
+            golden = copy / "fixtures" / "golden"
+            saved = {p.name: p.read_bytes() for p in golden.iterdir()} if mutant.regenerate_golden else {}
+            try:
+                if mutant.regenerate_golden:
+                    subprocess.run([sys.executable, "fixtures/make_golden.py"], cwd=copy, env=copy_env(copy), capture_output=True, check=True)
+                result = run_pytest(copy, ("tests",) if args.full else mutant.tests)
+            finally:
+                path.write_text(original)
+                for name, data in saved.items():
+                    (golden / name).write_bytes(data)
+            caught = result.returncode != 0
+            survived += not caught
+            print(f"{mutant.name:38} {mutant.path:20} {'caught' if caught else 'SURVIVED':9} {first_failure(result.stdout)}", flush=True)
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
