@@ -27,6 +27,7 @@ from .codec import pack, psnr
 from .container import parse_header
 from .errors import KmqError, OutputError, ParameterError
 from .files import check_output, load_image, write_bytes
+from .pixels import Pixels
 
 MAX_DITHER_K = 256  # Pillow's palette images hold at most 256 entries
 
@@ -122,25 +123,41 @@ def encode_file(job: Job, options: EncodeOptions, *, on_trial: OnTrial | None = 
         compress=options.compress,
     )
     palette, labels, cost = choice.fit.palette, choice.fit.labels, choice.fit.cost
-    fit_psnr = psnr(choice.fit.mse)
+    psnr_without_dither = None
     if options.dither:
+        psnr_without_dither = psnr(source_mse(pixels, palette, labels, cost))
         labels = dither_labels(pixels.array, palette)
         cost = float(squared_error(pixels.array, palette, labels))
     data = pack(palette, labels, compress=options.compress)
     write_bytes(job.output, data, overwrite=options.force)
-    s = summary(job, data, pixels.notes, choice, cost, fit_psnr if options.dither else None, time.perf_counter() - started)
+    mse = source_mse(pixels, palette, labels, cost)
+    s = summary(job, data, pixels, choice, cost, mse, psnr_without_dither, time.perf_counter() - started)
     s["compress"] = options.compress
     return s
 
 
+def source_mse(pixels: Pixels, palette: np.ndarray, labels: np.ndarray, cost: float) -> float:
+    """MSE against the image the user gave: the 8-bit cost when exact, else measured on the original values."""
+    cost = cost if pixels.exact else pixels.source_cost(palette, labels)
+    return cost / pixels.array.size
+
+
 def summary(
-    job: Job, data: bytes, notes: Sequence[str], choice: Choice, cost: float, psnr_without_dither: float | None, seconds: float
+    job: Job,
+    data: bytes,
+    pixels: Pixels,
+    choice: Choice,
+    cost: float,
+    mse: float,
+    psnr_without_dither: float | None,
+    seconds: float,
 ) -> dict:
+    """The --json keys; `cost` is the SSE against the 8-bit image, `mse` the error against the user's image."""
     header = parse_header(data)
     size = header.size
     written = job.output.stat().st_size
     raw = size.width * size.height * size.channels
-    mse = cost / (size.width * size.height * size.channels)
+    mse_8bit = cost / (size.width * size.height * size.channels)
     value = psnr(mse)
     return {
         "input": str(job.input),
@@ -163,13 +180,16 @@ def summary(
         "cost": cost,
         "mse": mse,
         "psnr": None if math.isinf(value) else value,
+        "input_exact": pixels.exact,
+        "mse_8bit": mse_8bit,
+        "psnr_8bit": _finite(psnr(mse_8bit)),
         "dither": psnr_without_dither is not None,
         "psnr_without_dither": _finite(psnr_without_dither),
         "method": choice.method,
         "reason": choice.reason,
         "trials": [t.as_dict() for t in choice.trials],
         "seconds": seconds,
-        "notes": list(notes),
+        "notes": list(pixels.notes),
     }
 
 

@@ -92,7 +92,7 @@ def encode(
     tol: float = 1e-4,
     compress: bool = False,
 ) -> bytes:
-    """Encode an image (Pillow image or H x W [x C] uint8 array) as .kmq bytes.
+    """Encode an image (Pillow image or H x W [x C] array; README "input rules") as .kmq bytes.
 
     The palette has at most `k` colours (exactly the image's colours when it has
     no more than `k`); the same `seed` gives byte-identical output. With
