@@ -25,7 +25,7 @@ from . import layout
 from .choose_k import Choice, FitSettings, OnTrial, choose
 from .codec import pack, psnr
 from .container import parse_header
-from .errors import KmqError, OutputError, ParameterError
+from .errors import ImageInputError, KmqError, OutputError, ParameterError
 from .files import check_output, load_image, write_bytes
 from .pixels import Pixels
 
@@ -112,6 +112,8 @@ def encode_file(job: Job, options: EncodeOptions, *, on_trial: OnTrial | None = 
     """Encode one image file to .kmq and return its summary; raises `KmqError` on bad input."""
     check_output(job.output, overwrite=options.force)
     started = time.perf_counter()
+    if job.input.suffix.lower() == ".npy":
+        return encode_npy(job, options, started)
     pixels = load_image(job.input)
     choice = choose(
         pixels.array,
@@ -134,6 +136,29 @@ def encode_file(job: Job, options: EncodeOptions, *, on_trial: OnTrial | None = 
     s = summary(job, data, pixels, choice, cost, mse, psnr_without_dither, time.perf_counter() - started)
     s["compress"] = options.compress
     return s
+
+
+def encode_npy(job: Job, options: EncodeOptions, started: float) -> dict:
+    """A .npy input: memory-mapped and encoded in row bands (kmcodec.banded), so it may exceed memory."""
+    from .banded import write_banded  # banded imports files, which this module's importers load first
+
+    if not isinstance(options.k, int) or options.dither:
+        raise ParameterError(f"{job.input}: .npy inputs are encoded in bands and take -k N only (no --psnr, --max-bytes, -k auto, --dither)")
+    try:
+        array = np.load(job.input, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise ImageInputError(f"cannot read {job.input}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise ImageInputError(f"cannot read {job.input}: not a numpy .npy array ({exc})") from None
+    result = write_banded(
+        job.output, array, options.k, seed=options.seed, n_init=options.n_init, max_iter=options.max_iter, overwrite=options.force
+    )
+    k = result.header.k
+    reason = f"k={options.k} as given" + (f"; the palette came out with {k} colours" if k < options.k else "")
+    choice = Choice("k", options.k, reason, None)  # type: ignore[arg-type]  # no in-memory fit to keep
+    notes = result.pixels.notes + ("memory-mapped .npy encoded in row bands",)
+    pixels = Pixels(result.pixels.array, notes, result.pixels.source)
+    return summary(job, result.header.pack(), pixels, choice, result.cost, result.mse, None, time.perf_counter() - started)
 
 
 def source_mse(pixels: Pixels, palette: np.ndarray, labels: np.ndarray, cost: float) -> float:

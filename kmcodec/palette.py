@@ -62,9 +62,11 @@ from .layout import CHANNELS, MAX_K, MIN_K
 __all__ = [
     "PALETTE_ORDER",
     "ColourHistogram",
+    "Labeller",
     "PaletteFit",
     "assign_labels",
     "colour_histogram",
+    "fit_labeller",
     "fit_palette",
     "kmeans_plusplus",
     "sort_palette",
@@ -77,7 +79,7 @@ PALETTE_ORDER = (
 # Hamerly's inter-centre bound needs a k x k distance matrix; above this k
 # only the second-nearest bound is used.
 MAX_K_PAIRWISE = 2048
-# Lloyd steps with rounded centres on the exact histogram at the end (_finish).
+# Lloyd steps with rounded centres on the exact histogram at the end (_labeller).
 POLISH_STEPS = 3
 # ... only from this k: below, rounding is a negligible share of the SSE.
 POLISH_MIN_K = 64
@@ -466,51 +468,76 @@ def lloyd(
 # --------------------------------------------------------------------------- fitting
 
 
-def _labels_for_pixels(hist: ColourHistogram, colour_labels: np.ndarray, k_out: int) -> np.ndarray:
-    """Map each pixel to its distinct colour's label (bounded-memory passes)."""
-    dtype = np.uint8 if k_out <= 256 else np.uint16
-    h, w, c = hist.pixels.shape
-    out = np.empty(h * w, dtype=dtype)
-    if c in (1, 3):
-        lut = np.zeros(1 << (8 * c), dtype=dtype)
-        lut[hist.keys] = colour_labels
+@dataclass(frozen=True, eq=False)
+class Labeller:
+    """A final palette and the map from colours to labels, to label pixels chunk by chunk.
+
+    Holding this instead of the labels lets a caller label an image band by
+    band (:mod:`kmcodec.banded`) with the same result as :func:`fit_palette`.
+
+    Attributes
+    ----------
+    palette : ndarray, (k_out, C) uint8
+        As in :class:`PaletteFit`; every entry is some colour's nearest.
+    table : ndarray
+        C in (1, 3): label of every packed colour key (2**(8C) entries);
+        C == 4: the label of each of ``keys``.
+    keys : ndarray or None
+        C == 4: the sorted distinct keys ``table`` follows.
+    cost : float or None
+        Exact SSE, or None when the colours were not counted (the pixel pass
+        that labels them must sum it).
+    """
+
+    palette: np.ndarray
+    table: np.ndarray
+    keys: np.ndarray | None
+    cost: float | None
+
+    def label(self, chunk: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Labels of an (n, C) uint8 chunk of pixels."""
+        packed = pack_keys(chunk)
+        if self.keys is None:
+            return np.take(self.table, packed, out=out)
+        found = self.table[np.searchsorted(self.keys, packed)]
+        if out is None:
+            return found
+        out[:] = found
+        return out
+
+    def chunk_cost(self, chunk: np.ndarray, labels: np.ndarray) -> int:
+        """Exact SSE of one labelled chunk, in integers."""
+        d = chunk.astype(np.int32) - self.palette.astype(np.int32)[labels]
+        return int(np.einsum("ij,ij->", d, d, dtype=np.int64))
+
+    def fit(self, hist: ColourHistogram) -> PaletteFit:
+        """Label every pixel of the histogram's image: the :class:`PaletteFit`."""
+        h, w, _ = hist.pixels.shape
+        labels = np.empty(h * w, dtype=self.table.dtype)
+        cost = 0
         for start, chunk in iter_pixel_chunks(hist.pixels):
-            np.take(lut, pack_keys(chunk), out=out[start : start + chunk.shape[0]])
-    else:
-        lab = colour_labels.astype(dtype)
-        for start, chunk in iter_pixel_chunks(hist.pixels):
-            out[start : start + chunk.shape[0]] = lab[np.searchsorted(hist.keys, pack_keys(chunk))]
-    return out.reshape(h, w)
+            lab = self.label(chunk, out=labels[start : start + chunk.shape[0]])
+            if self.cost is None:
+                cost += self.chunk_cost(chunk, lab)
+        return PaletteFit(palette=self.palette, labels=labels.reshape(h, w), cost=float(cost if self.cost is None else self.cost))
 
 
-def _finish_uncounted(hist: ColourHistogram, pal: np.ndarray) -> PaletteFit:
-    """_finish for millions of uncounted RGB colours: one lookup table, one pixel pass."""
+def _labeller_uncounted(hist: ColourHistogram, pal: np.ndarray) -> Labeller:
+    """For millions of uncounted RGB colours: one lookup table; the cost comes with the pixel pass."""
     lut = nearest_lut(hist.keys, pal)
-    k = pal.shape[0]
-    h, w, _ = hist.pixels.shape
-    labels = np.empty(h * w, dtype=lut.dtype)
-    used = np.zeros(k, dtype=np.int64)
-    pal32 = pal.astype(np.int32)
-    cost = 0
-    for start, chunk in iter_pixel_chunks(hist.pixels):
-        lab = labels[start : start + chunk.shape[0]]
-        np.take(lut, pack_keys(chunk), out=lab)
-        used += np.bincount(lab, minlength=k)
-        d = chunk.astype(np.int32) - pal32[lab]
-        cost += int(np.einsum("ij,ij->", d, d, dtype=np.int64))
-    del lut
-    keep = used > 0
-    if not keep.all():
-        pal = pal[keep]
-        labels = (np.cumsum(keep) - 1).astype(labels.dtype)[labels]
-    if pal.shape[0] <= 256 and labels.dtype != np.uint8:
-        labels = labels.astype(np.uint8)
+    used = np.zeros(pal.shape[0], dtype=bool)
+    for i in range(0, hist.keys.size, 1 << 20):
+        used[lut[hist.keys[i : i + (1 << 20)]]] = True  # every listed colour is some pixel's
+    if not used.all():
+        lut = (np.cumsum(used) - 1)[lut]
+        pal = pal[used]
+    lut = lut.astype(np.uint8 if pal.shape[0] <= 256 else np.uint16, copy=False)
     pal.flags.writeable = False
-    return PaletteFit(palette=pal, labels=labels.reshape(h, w), cost=float(cost))
+    return Labeller(pal, lut, None, None)
 
 
-def _finish(hist: ColourHistogram, palette: np.ndarray, polish: int = 0) -> PaletteFit:
-    """Rounded palette -> sorted distinct entries, exact labels, drop unused, cost.
+def _labeller(hist: ColourHistogram, palette: np.ndarray, polish: int = 0) -> Labeller:
+    """Rounded palette -> sorted distinct entries, exact labels per colour, drop unused, cost.
 
     With ``polish`` > 0 and counted colours, up to that many Lloyd steps run on
     the exact histogram with rounded centres (exact nearest labels, centroids
@@ -520,7 +547,7 @@ def _finish(hist: ColourHistogram, palette: np.ndarray, polish: int = 0) -> Pale
     """
     pal = sort_palette(palette)
     if hist.counts is None and hist.channels == 3:
-        return _finish_uncounted(hist, pal)
+        return _labeller_uncounted(hist, pal)
     colours = hist.colours
     colour_labels, sq = nearest_exact(colours, pal)
     cost = int(hist.counts @ sq)
@@ -547,9 +574,18 @@ def _finish(hist: ColourHistogram, palette: np.ndarray, polish: int = 0) -> Pale
         # tied index stays its label: a renumbering, no new search.
         colour_labels = (np.cumsum(used) - 1)[colour_labels]
         pal = pal[used]
-    labels = _labels_for_pixels(hist, colour_labels, pal.shape[0])
+    return _colour_labeller(hist.keys, pal, colour_labels, float(cost))
+
+
+def _colour_labeller(keys: np.ndarray, pal: np.ndarray, colour_labels: np.ndarray, cost: float | None) -> Labeller:
+    """A Labeller from each distinct colour's label: a table over all keys for 1 or 3 channels."""
     pal.flags.writeable = False
-    return PaletteFit(palette=pal, labels=labels, cost=float(cost))
+    dtype = np.uint8 if pal.shape[0] <= 256 else np.uint16
+    if pal.shape[1] in (1, 3):
+        table = np.zeros(1 << (8 * pal.shape[1]), dtype=dtype)
+        table[keys] = colour_labels
+        return Labeller(pal, table, None, cost)
+    return Labeller(pal, colour_labels.astype(dtype), keys, cost)
 
 
 def fit_palette(
@@ -585,14 +621,27 @@ def fit_palette(
     -------
     PaletteFit
     """
+    hist = pixels if isinstance(pixels, ColourHistogram) else colour_histogram(_check_pixels(pixels))
+    return fit_labeller(hist, k, seed=seed, n_init=n_init, max_iter=max_iter, tol=tol).fit(hist)
+
+
+def fit_labeller(
+    hist: ColourHistogram,
+    k: int,
+    *,
+    seed: int = 0,
+    n_init: int = 4,
+    max_iter: int = 100,
+    tol: float = 1e-4,
+) -> Labeller:
+    """:func:`fit_palette` up to the labels: the palette and a :class:`Labeller` for the pixels."""
     k = _check_int("k", k, MIN_K, MAX_K)
     n_init = _check_int("n_init", n_init, 1)
     max_iter = _check_int("max_iter", max_iter, 1)
     if not (isinstance(tol, (int, float)) and tol >= 0):
         raise ParameterError(f"tol: {tol!r}, allowed a number >= 0")
-    hist = pixels if isinstance(pixels, ColourHistogram) else colour_histogram(_check_pixels(pixels))
     if hist.n_distinct <= k:
-        return _finish(hist, hist.colours)
+        return _labeller(hist, hist.colours)
     rng = np.random.default_rng(seed)
     pts, w, sums = hist.points, hist.weights, hist.sums
     mean = sums.sum(axis=0) / w.sum()
@@ -602,7 +651,7 @@ def fit_palette(
         # A reduction with no more cells than k (tiny max_points or huge k):
         # every cell mean is an entry; the labels are still exact per colour.
         palette = np.clip(np.rint(pts), 0, 255).astype(np.uint8)
-        return _finish(hist, palette, polish=POLISH_STEPS if k >= POLISH_MIN_K else 0)
+        return _labeller(hist, palette, polish=POLISH_STEPS if k >= POLISH_MIN_K else 0)
     cp, cw, cs = hist.coarse()
     if cp.shape[0] <= k:
         cp, cw, cs = pts, w, sums
@@ -635,7 +684,7 @@ def fit_palette(
         n_exact = max(EXACT_MIN_ITER, EXACT_BUDGET // (k * hist.n_distinct))
         centres = _lloyd_exact_colours(hist, centres, max_iter=min(max_iter, n_exact), tol=tol_abs)
     palette = np.clip(np.rint(centres), 0, 255).astype(np.uint8)
-    return _finish(hist, palette, polish=POLISH_STEPS if k >= POLISH_MIN_K else 0)
+    return _labeller(hist, palette, polish=POLISH_STEPS if k >= POLISH_MIN_K else 0)
 
 
 def _lloyd_exact_colours(hist: ColourHistogram, centres: np.ndarray, *, max_iter: int, tol: float) -> np.ndarray:
@@ -689,4 +738,4 @@ def assign_labels(pixels: np.ndarray, palette: np.ndarray) -> np.ndarray:
     keys = distinct_keys(pixels)
     hist = ColourHistogram(pixels, keys, None, None, None, None, None)
     colour_labels, _ = nearest_exact(unpack_keys(keys, pixels.shape[2]), palette)
-    return _labels_for_pixels(hist, colour_labels, palette.shape[0])
+    return _colour_labeller(keys, palette.copy(), colour_labels, 0.0).fit(hist).labels

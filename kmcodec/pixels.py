@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
+from ._mapped import iter_row_bands
 from .errors import ImageInputError
 
 # Pillow modes stored as grey, as RGB and as RGBA; anything else is converted to RGB.
@@ -75,8 +76,8 @@ class Pixels:
         flat_labels = labels.reshape(-1)
         rows = max(1, SCAN_PIXELS // self.width)
         total = 0.0
-        for y in range(0, self.height, rows):
-            band = values[y : y + rows].reshape(-1, self.channels).astype(np.float64)
+        for y, band in iter_row_bands(values, rows):
+            band = band.reshape(-1, self.channels).astype(np.float64)
             if self.source is not None:
                 band = (band - self.offset) * self.scale
             band -= pal[flat_labels[y * self.width : (y + rows) * self.width]]
@@ -102,9 +103,7 @@ def value_range(array: np.ndarray) -> tuple[float, float]:
     """(min, max) of an array, scanned in row bands; refuses NaN and inf with their count and first place."""
     lo, hi = np.inf, -np.inf
     floating = array.dtype.kind == "f"
-    rows = max(1, SCAN_PIXELS // max(1, array.shape[1]))
-    for y in range(0, array.shape[0], rows):
-        band = array[y : y + rows]
+    for y, band in iter_row_bands(array, max(1, SCAN_PIXELS // max(1, array.shape[1]))):
         if floating and not np.isfinite(band).all():
             raise _non_finite(array, band, y)
         lo = min(lo, float(band.min()))
@@ -186,9 +185,8 @@ def from_array(array: np.ndarray, notes: tuple[str, ...] = (), *, mode: str | No
 def _converts_exactly(array: np.ndarray, pixels: np.ndarray, rule: Rule) -> bool:
     """Whether every value lands on its 8-bit integer (so nothing was lost), checked in bands."""
     rows = max(1, SCAN_PIXELS // array.shape[1])
-    for y in range(0, array.shape[0], rows):
-        scaled = (array[y : y + rows].astype(np.float64) - rule.offset) * rule.scale
-        if not np.array_equal(scaled, pixels[y : y + rows]):
+    for y, band in iter_row_bands(array, rows):
+        if not np.array_equal((band.astype(np.float64) - rule.offset) * rule.scale, pixels[y : y + rows]):
             return False
     return True
 
