@@ -57,7 +57,13 @@ def release_range(mapping: "mmap.mmap | None", first: int, end: int) -> None:
 def iter_row_bands(array: np.ndarray, rows: int):
     """Yield (first row, band of `rows` rows) over an array, releasing each mapped band after use."""
     mapping = mapping_of(array)
+    previous = None
     for y in range(0, array.shape[0], rows):
         band = array[y : y + rows]
         yield y, band
         release(band, mapping)
+        if previous is not None:
+            # The kernel's fault-around maps up to 64 kB of cached pages around
+            # each fault, so reading this band re-mapped the last one's tail.
+            release(previous, mapping)
+        previous = band
