@@ -157,8 +157,12 @@ def encode_npy(job: Job, options: EncodeOptions, started: float) -> dict:
     reason = f"k={options.k} as given" + (f"; the palette came out with {k} colours" if k < options.k else "")
     choice = Choice("k", options.k, reason, None)  # type: ignore[arg-type]  # no in-memory fit to keep
     notes = result.pixels.notes + ("memory-mapped .npy encoded in row bands",)
+    if options.compress:  # coding 1 interlaces the whole label map, so it cannot be written band by band
+        notes += ("coding 0 written: the banded path cannot write coding 1",)
     pixels = Pixels(result.pixels.array, notes, result.pixels.source)
-    return summary(job, result.header.pack(), pixels, choice, result.cost, result.mse, None, time.perf_counter() - started)
+    s = summary(job, result.header.pack(), pixels, choice, result.cost, result.mse, None, time.perf_counter() - started)
+    s["compress"] = options.compress
+    return s
 
 
 def source_mse(pixels: Pixels, palette: np.ndarray, labels: np.ndarray, cost: float) -> float:

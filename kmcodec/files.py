@@ -159,7 +159,9 @@ def write(
     A memory-mapped array (``numpy.load(..., mmap_mode="r")``) is encoded in row
     bands in bounded memory (:mod:`kmcodec.banded`; option `band_rows`) and the
     `BandedEncode` it returns describes the file instead of holding its bytes.
-    The result is byte-identical to the in-memory encode.
+    The result is byte-identical to the in-memory encode. With `compress=True`
+    the array is encoded in memory instead: coding 1 interlaces the whole
+    label map, so it cannot be written band by band.
     """
     from . import banded
 

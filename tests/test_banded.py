@@ -120,6 +120,14 @@ def test_cli_encodes_npy_in_bands(tmp_path):
     assert "memory-mapped .npy encoded in row bands" in result.stderr
 
 
+def test_cli_npy_with_compress_writes_coding_0_and_says_why(tmp_path):
+    np.save(tmp_path / "a.npy", photo(16, 16, 3))
+    result = kmq("encode", "a.npy", "-k", "4", "--compress", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert kmcodec.read(tmp_path / "a.kmq").coding == 0
+    assert "the banded path cannot write coding 1" in result.stderr
+
+
 @pytest.mark.parametrize("args", [["--psnr", "30"], ["-k", "auto"], ["-k", "4", "--dither"]])
 def test_cli_npy_takes_k_only(tmp_path, args):
     np.save(tmp_path / "a.npy", photo(8, 8, 3))
