@@ -95,7 +95,7 @@ MAX_SWAPS = 4
 SWAP_BUDGET = 1 << 23
 # Up to this many distinct colours, Lloyd ends on the exact colours even when
 # the histogram is reduced (the cells only speed up the early iterations).
-MAX_EXACT_LLOYD = 1 << 20
+MAX_EXACT_LLOYD = 1 << 18
 # Iterations there: at least EXACT_MIN_ITER, more while k * U * iterations
 # stays under EXACT_BUDGET (small images converge fully).
 EXACT_MIN_ITER = 3
