@@ -34,6 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._mapped import iter_row_bands
+
 # Rows of pixels per chunk in the pixel passes: bounds the temporaries
 # (keys, gathers) to a few MB whatever the image size.
 CHUNK_PIXELS = 1 << 18
@@ -70,11 +72,14 @@ def unpack_keys(keys: np.ndarray, channels: int) -> np.ndarray:
 
 
 def iter_pixel_chunks(pixels: np.ndarray):
-    """Yield (start, flat (n, C) chunk) over the pixels in row order, no copies."""
+    """Yield (start, flat (n, C) chunk) over the pixels in row order, no copies.
+
+    A memory-mapped image's pages are released after each chunk, so a pass
+    over an image larger than memory stays small (:mod:`kmcodec._mapped`).
+    """
     h, w, c = pixels.shape
     rows = max(1, CHUNK_PIXELS // max(1, w))
-    for y in range(0, h, rows):
-        block = pixels[y : y + rows]
+    for y, block in iter_row_bands(pixels, rows):
         yield y * w, block.reshape(-1, c)
 
 

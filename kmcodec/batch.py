@@ -25,9 +25,10 @@ from . import layout
 from .choose_k import Choice, FitSettings, OnTrial, choose
 from .codec import pack, psnr
 from .container import parse_header
-from .errors import KmqError, OutputError, ParameterError
+from .errors import ImageInputError, KmqError, OutputError, ParameterError
 from .files import check_output, load_image, write_bytes
 from .fixed_palette import palette_choice
+from .pixels import Pixels
 
 MAX_DITHER_K = 256  # Pillow's palette images hold at most 256 entries
 
@@ -116,6 +117,8 @@ def encode_file(job: Job, options: EncodeOptions, *, on_trial: OnTrial | None = 
     """Encode one image file to .kmq and return its summary; raises `KmqError` on bad input."""
     check_output(job.output, overwrite=options.force)
     started = time.perf_counter()
+    if job.input.suffix.lower() == ".npy":
+        return encode_npy(job, options, started)
     pixels = load_image(job.input, job.frame)
     if options.palette is not None:
         pixels, choice = palette_choice(pixels, options.palette, options.palette_source, job.input)
@@ -130,25 +133,68 @@ def encode_file(job: Job, options: EncodeOptions, *, on_trial: OnTrial | None = 
             compress=options.compress,
         )
     palette, labels, cost = choice.fit.palette, choice.fit.labels, choice.fit.cost
-    fit_psnr = psnr(choice.fit.mse)
+    psnr_without_dither = None
     if options.dither:
+        psnr_without_dither = psnr(source_mse(pixels, palette, labels, cost))
         labels = dither_labels(pixels.array, palette)
         cost = float(squared_error(pixels.array, palette, labels))
     data = pack(palette, labels, compress=options.compress)
     write_bytes(job.output, data, overwrite=options.force)
-    s = summary(job, data, pixels.notes, choice, cost, fit_psnr if options.dither else None, time.perf_counter() - started)
+    mse = source_mse(pixels, palette, labels, cost)
+    s = summary(job, data, pixels, choice, cost, mse, psnr_without_dither, time.perf_counter() - started)
     s["compress"] = options.compress
     return s
 
 
+def encode_npy(job: Job, options: EncodeOptions, started: float) -> dict:
+    """A .npy input: memory-mapped and encoded in row bands (kmcodec.banded), so it may exceed memory."""
+    from .banded import write_banded  # banded imports files, which this module's importers load first
+
+    if not isinstance(options.k, int) or options.dither:
+        raise ParameterError(f"{job.input}: .npy inputs are encoded in bands and take -k N only (no --psnr, --max-bytes, -k auto, --dither)")
+    try:
+        array = np.load(job.input, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise ImageInputError(f"cannot read {job.input}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise ImageInputError(f"cannot read {job.input}: not a numpy .npy array ({exc})") from None
+    result = write_banded(
+        job.output, array, options.k, seed=options.seed, n_init=options.n_init, max_iter=options.max_iter, overwrite=options.force
+    )
+    k = result.header.k
+    reason = f"k={options.k} as given" + (f"; the palette came out with {k} colours" if k < options.k else "")
+    choice = Choice("k", options.k, reason, None)  # type: ignore[arg-type]  # no in-memory fit to keep
+    notes = result.pixels.notes + ("memory-mapped .npy encoded in row bands",)
+    if options.compress:  # coding 1 interlaces the whole label map, so it cannot be written band by band
+        notes += ("coding 0 written: the banded path cannot write coding 1",)
+    pixels = Pixels(result.pixels.array, notes, result.pixels.source)
+    s = summary(job, result.header.pack(), pixels, choice, result.cost, result.mse, None, time.perf_counter() - started)
+    s["compress"] = options.compress
+    return s
+
+
+def source_mse(pixels: Pixels, palette: np.ndarray, labels: np.ndarray, cost: float) -> float:
+    """MSE against the image the user gave: the 8-bit cost when exact, else measured on the original values."""
+    cost = cost if pixels.exact else pixels.source_cost(palette, labels)
+    return cost / pixels.array.size
+
+
 def summary(
-    job: Job, data: bytes, notes: Sequence[str], choice: Choice, cost: float, psnr_without_dither: float | None, seconds: float
+    job: Job,
+    data: bytes,
+    pixels: Pixels,
+    choice: Choice,
+    cost: float,
+    mse: float,
+    psnr_without_dither: float | None,
+    seconds: float,
 ) -> dict:
+    """The --json keys; `cost` is the SSE against the 8-bit image, `mse` the error against the user's image."""
     header = parse_header(data)
     size = header.size
     written = job.output.stat().st_size
     raw = size.width * size.height * size.channels
-    mse = cost / (size.width * size.height * size.channels)
+    mse_8bit = cost / (size.width * size.height * size.channels)
     value = psnr(mse)
     return {
         "input": str(job.input),
@@ -171,13 +217,16 @@ def summary(
         "cost": cost,
         "mse": mse,
         "psnr": None if math.isinf(value) else value,
+        "input_exact": pixels.exact,
+        "mse_8bit": mse_8bit,
+        "psnr_8bit": _finite(psnr(mse_8bit)),
         "dither": psnr_without_dither is not None,
         "psnr_without_dither": _finite(psnr_without_dither),
         "method": choice.method,
         "reason": choice.reason,
         "trials": [t.as_dict() for t in choice.trials],
         "seconds": seconds,
-        "notes": list(notes),
+        "notes": list(pixels.notes),
     }
 
 

@@ -193,6 +193,8 @@ def summary_line(s: dict) -> str:
         f" {s['ratio']:.2f}x smaller than raw {8 * s['channels']}-bit, MSE {s['mse']:.2f}, {psnr_text},"
         f" {s['seconds']:.2f} s"
     )
+    if not s["input_exact"]:
+        line += f" (against the original; against its 8-bit conversion MSE {s['mse_8bit']:.2f}, {_db(s['psnr_8bit'])})"
     line += "".join(f"; {note}" for note in s["notes"])
     if s["method"] != "k":
         line += f"; why k={s['requested_k']}: {s['reason']}"
@@ -209,6 +211,10 @@ def coding_text(s: dict) -> str:
         )
     why = "; coding 1 was not smaller" if s.get("compress") else ""
     return f"coding 0, raw: {'matches' if s['formula_holds'] else 'MISMATCH'}{why}"
+
+
+def _db(value: float | None) -> str:
+    return "lossless" if value is None else f"PSNR {value:.2f} dB"
 
 
 def encode_options(args: argparse.Namespace) -> EncodeOptions:
@@ -485,7 +491,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     h, w, c = pixels.array.shape
     settings = FitSettings(seed=args.seed, n_init=args.n_init, max_iter=args.max_iter)
     with progress.bar(len(args.ks), f"sweeping {source.name}", enabled=progress.wanted(args.quiet), unit="k") as bar:
-        rows = sweep(pixels.array, args.ks, settings, on_row=lambda row: (bar.update(1), bar.set_postfix_str(f"k={row.k}")))
+        rows = sweep(pixels.array, args.ks, settings, source=pixels, on_row=lambda row: (bar.update(1), bar.set_postfix_str(f"k={row.k}")))
     if plot is not None:
         write_plot(
             plot,

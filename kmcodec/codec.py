@@ -7,6 +7,7 @@ in other modules.
 from __future__ import annotations
 
 import math
+import mmap
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from . import bitpack, coding1, container, layout
+from ._mapped import mapping_of, release
 from .errors import ImageInputError, ParameterError
 from .palette import PaletteFit, fit_palette
 from .pixels import Pixels, to_pixels
@@ -104,7 +106,7 @@ def encode(
     tol: float = 1e-4,
     compress: bool = False,
 ) -> bytes:
-    """Encode an image (Pillow image or H x W [x C] uint8 array) as .kmq bytes.
+    """Encode an image (Pillow image or H x W [x C] array; README "input rules") as .kmq bytes.
 
     The palette has at most `k` colours (exactly the image's colours when it has
     no more than `k`); the same `seed` gives byte-identical output. Or give
@@ -165,8 +167,10 @@ def decode(data: bytes | bytearray | memoryview, *, max_pixels: "int | None | ob
         offset = layout.HEADER_SIZE + header.size.palette_bytes
         labels = coding1.decode_labels(parts.labels, header.width, header.height, palette, offset)
         return KmqImage(header, palette, None, labels=labels)
-    # Immutable input can be shared; anything else is copied so later writes to it cannot change the image.
-    payload = np.frombuffer(parts.labels if isinstance(data, bytes) else bytes(parts.labels), np.uint8)
+    # Immutable input (bytes, a read-only file mapping) can be shared; anything else is
+    # copied so later writes to it cannot change the image.
+    shared = isinstance(data, bytes) or isinstance(data, mmap.mmap) and memoryview(data).readonly
+    payload = np.frombuffer(parts.labels if shared else bytes(parts.labels), np.uint8)
     image = KmqImage(header, palette, payload)
     image.validate_labels()
     return image
@@ -289,11 +293,14 @@ class KmqImage:
     def _bands(self, pixels: int) -> Iterator[tuple[int, np.ndarray]]:
         """(first pixel, labels) for consecutive runs of `pixels` labels, read straight from the bits."""
         count = self.width * self.height
+        mapping = mapping_of(self._payload)  # a file mapped by read(mmap=True): release each band's pages
         for start in range(0, count, pixels):
             if self._payload is None:
                 yield start, self._labels.reshape(-1)[start : start + pixels]
             else:
                 yield start, bitpack.unpack_range(self._payload, start, min(pixels, count - start), self.bits_per_pixel)
+            if mapping is not None:
+                release(self._payload[start * self.bits_per_pixel // 8 : (start + pixels) * self.bits_per_pixel // 8], mapping)
 
     def iter_rows(self, rows: int = 256) -> Iterator[np.ndarray]:
         """Yield the image in bands of `rows` rows (the last may be shorter), reading only their bits.

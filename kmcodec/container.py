@@ -11,6 +11,7 @@ import zlib
 from dataclasses import dataclass
 
 from . import layout
+from ._mapped import mapping_of, release_range
 from .errors import (
     BadMagicError,
     BoundError,
@@ -22,6 +23,9 @@ from .errors import (
     UnsupportedCodingError,
     UnsupportedVersionError,
 )
+
+
+CRC_CHUNK = 1 << 24  # bytes per CRC-32 step
 
 
 @dataclass(frozen=True)
@@ -135,7 +139,13 @@ def check_values(data: bytes | memoryview) -> tuple[int, int]:
     """(stored, computed) CRC-32 of a file of the right length (spec §5)."""
     view = memoryview(data).cast("B")
     body_end = len(view) - layout.CHECK_SIZE
-    return int.from_bytes(view[body_end:], "little"), zlib.crc32(view[:body_end])
+    crc = 0
+    mapping = mapping_of(data)
+    # In chunks, releasing a mapped file's pages as it goes (kmcodec.read(mmap=True)).
+    for start in range(0, body_end, CRC_CHUNK):
+        crc = zlib.crc32(view[start : min(start + CRC_CHUNK, body_end)], crc)
+        release_range(mapping, start, start + CRC_CHUNK)
+    return int.from_bytes(view[body_end:], "little"), crc
 
 
 @dataclass(frozen=True)

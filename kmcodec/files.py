@@ -6,10 +6,11 @@ place with `os.replace`, so a failed write never leaves a partial or clobbered f
 
 from __future__ import annotations
 
+import mmap as mmap_module
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -17,6 +18,9 @@ from PIL import Image, UnidentifiedImageError
 from .codec import PILLOW_LIMIT, KmqImage, decode, encode
 from .errors import ImageInputError, KmqError, OutputError
 from .pixels import Pixels, to_pixels
+
+if TYPE_CHECKING:
+    from .banded import BandedEncode
 
 # mkstemp makes its file 0600; outputs get the mode open() would give them,
 # 0666 less the umask. The umask can only be read by setting it, so read it once.
@@ -137,9 +141,22 @@ def read_bytes(path: "str | os.PathLike[str]") -> bytes:
         raise ImageInputError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def read(path: "str | os.PathLike[str]", *, max_pixels: "int | None | object" = PILLOW_LIMIT) -> KmqImage:
-    """Read and validate a .kmq file."""
-    return decode(read_bytes(path), max_pixels=max_pixels)
+def read(path: "str | os.PathLike[str]", *, max_pixels: "int | None | object" = PILLOW_LIMIT, mmap: bool = False) -> KmqImage:
+    """Read and validate a .kmq file.
+
+    With `mmap=True` the file is memory-mapped instead of read: labels are read
+    from it as `iter_rows`, `mask` or `labels` need them, so an image larger than
+    memory can be streamed. The file must not change while the image is in use.
+    """
+    if not mmap:
+        return decode(read_bytes(path), max_pixels=max_pixels)
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            data = mmap_module.mmap(handle.fileno(), 0, access=mmap_module.ACCESS_READ) if size else b""
+    except OSError:
+        return decode(read_bytes(path), max_pixels=max_pixels)  # read_bytes names the problem
+    return decode(data, max_pixels=max_pixels)
 
 
 def write(
@@ -149,13 +166,23 @@ def write(
     *,
     overwrite: bool = True,
     **options: object,
-) -> bytes:
+) -> "bytes | BandedEncode":
     """Encode `image` (an array, a Pillow image, or the path of one) to a .kmq file; returns its bytes.
 
     `options` are `encode`'s: seed, n_init, ..., or palette=P instead of k.
+    A memory-mapped array (``numpy.load(..., mmap_mode="r")``) is encoded in row
+    bands in bounded memory (:mod:`kmcodec.banded`; option `band_rows`) and the
+    `BandedEncode` it returns describes the file instead of holding its bytes.
+    The result is byte-identical to the in-memory encode. With `compress=True`
+    (or a given `palette`) the array is encoded in memory instead: coding 1
+    interlaces the whole label map, so it cannot be written band by band.
     """
+    from . import banded
+
     if isinstance(image, (str, os.PathLike)):
         image = load_image(image).array
+    elif banded.is_mapped(image) and not options.get("compress") and options.get("palette") is None:
+        return banded.write_banded(path, image, k, overwrite=overwrite, **options)  # type: ignore[arg-type, return-value]
     data = encode(image, k, **options)  # type: ignore[arg-type]
     write_bytes(path, data, overwrite=overwrite)
     return data

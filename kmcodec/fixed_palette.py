@@ -16,7 +16,7 @@ from . import _histogram, layout
 from .choose_k import Choice
 from ._nearest import nearest_exact
 from .errors import ParameterError
-from .palette import PaletteFit, _labels_for_pixels
+from .palette import Labeller, PaletteFit
 from .pixels import Pixels
 from .shared import channels_text, image_pixels, widen_pixels
 
@@ -58,8 +58,13 @@ def label_with_palette(pixels: np.ndarray, palette: np.ndarray) -> PaletteFit:
     keys, counts = _histogram.count_colours(pixels)
     colour_labels, sq = nearest_exact(_histogram.unpack_keys(keys, pixels.shape[2]), palette)
     stub = _histogram.ColourHistogram(pixels, keys, counts, None, None, None, None)
-    labels = _labels_for_pixels(stub, colour_labels, palette.shape[0])
-    return PaletteFit(palette=palette, labels=labels, cost=float(counts @ sq))
+    dtype = np.uint8 if palette.shape[0] <= 256 else np.uint16
+    if pixels.shape[2] in (1, 3):  # a table over every packed colour, as the palette stage labels pixels
+        table, listed = np.zeros(1 << (8 * pixels.shape[2]), dtype), None
+        table[keys] = colour_labels
+    else:
+        table, listed = colour_labels.astype(dtype), keys
+    return Labeller(palette, table, listed, float(counts @ sq)).fit(stub)
 
 
 def encode_with_palette(image: object, palette: object, *, compress: bool = False):

@@ -19,15 +19,17 @@ How :func:`fit_palette` works
    (:func:`kmeans_plusplus`) for the others, each run through Lloyd.
 4. Refinement: the candidates are ranked by coarse SSE; the best few (as many
    as ``REFINE_BUDGET`` allows, so several at small k) run Lloyd on the full
-   histogram and the lowest SSE wins. With up to ``MAX_EXACT_LLOYD`` colours
-   a reduced histogram then gets a few Lloyd steps on the exact colours.
+   histogram and the lowest SSE wins. Then up to ``MAX_SWAPS`` swap moves
+   (:func:`improve_by_swaps`) move the centre cheapest to remove into the
+   cluster of largest SSE, kept only when the SSE falls: they leave the poor
+   local minima that seeding alone finds on large photos. With up to ``MAX_EXACT_LLOYD`` colours
+   a reduced histogram then gets Lloyd steps on the exact colours.
 5. Lloyd (:func:`lloyd`) uses float32 distances and Hamerly's bounds, so after
    the first iterations only points near a Voronoi boundary are searched.
    Empty clusters are re-seeded at the point contributing the most error. It
    stops at ``max_iter``, when the squared centre shifts sum below ``tol``
-   times the mean channel variance (scikit-learn's rule), when no label
-   changes, or (in the exact-colour step) when the rounded palette stops
-   changing.
+   times the mean channel variance (scikit-learn's rule; a quarter of that
+   in the exact-colour step, ``EXACT_TOL_SHARE``), or when no label changes.
 6. Palette = centres rounded and clipped to 0..255, duplicates merged, sorted
    (:data:`PALETTE_ORDER`). For k >= ``POLISH_MIN_K``, up to
    ``POLISH_STEPS`` Lloyd steps with rounded centres on the exact histogram
@@ -62,9 +64,11 @@ from .layout import CHANNELS, MAX_K, MIN_K
 __all__ = [
     "PALETTE_ORDER",
     "ColourHistogram",
+    "Labeller",
     "PaletteFit",
     "assign_labels",
     "colour_histogram",
+    "fit_labeller",
     "fit_palette",
     "kmeans_plusplus",
     "sort_palette",
@@ -77,7 +81,7 @@ PALETTE_ORDER = (
 # Hamerly's inter-centre bound needs a k x k distance matrix; above this k
 # only the second-nearest bound is used.
 MAX_K_PAIRWISE = 2048
-# Lloyd steps with rounded centres on the exact histogram at the end (_finish).
+# Lloyd steps with rounded centres on the exact histogram at the end (_labeller).
 POLISH_STEPS = 3
 # ... only from this k: below, rounding is a negligible share of the SSE.
 POLISH_MIN_K = 64
@@ -85,13 +89,21 @@ POLISH_MIN_K = 64
 # k * points * candidates stays under this budget (at most MAX_REFINE).
 REFINE_BUDGET = 1 << 23
 MAX_REFINE = 3
+# Swap moves (improve_by_swaps) after the refinement: at most MAX_SWAPS, fewer
+# while k * points * moves would pass SWAP_BUDGET.
+MAX_SWAPS = 4
+SWAP_BUDGET = 1 << 23
 # Up to this many distinct colours, Lloyd ends on the exact colours even when
 # the histogram is reduced (the cells only speed up the early iterations).
 MAX_EXACT_LLOYD = 1 << 18
 # Iterations there: at least EXACT_MIN_ITER, more while k * U * iterations
 # stays under EXACT_BUDGET (small images converge fully).
 EXACT_MIN_ITER = 3
-EXACT_BUDGET = 1 << 25
+EXACT_BUDGET = 1 << 27
+# The exact-colour step stops at this share of the cells' tolerance: with
+# Hamerly's bounds its late iterations are cheap, and the last hundredths of
+# a percent of SSE are what separates us from full-data k-means.
+EXACT_TOL_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -466,51 +478,76 @@ def lloyd(
 # --------------------------------------------------------------------------- fitting
 
 
-def _labels_for_pixels(hist: ColourHistogram, colour_labels: np.ndarray, k_out: int) -> np.ndarray:
-    """Map each pixel to its distinct colour's label (bounded-memory passes)."""
-    dtype = np.uint8 if k_out <= 256 else np.uint16
-    h, w, c = hist.pixels.shape
-    out = np.empty(h * w, dtype=dtype)
-    if c in (1, 3):
-        lut = np.zeros(1 << (8 * c), dtype=dtype)
-        lut[hist.keys] = colour_labels
+@dataclass(frozen=True, eq=False)
+class Labeller:
+    """A final palette and the map from colours to labels, to label pixels chunk by chunk.
+
+    Holding this instead of the labels lets a caller label an image band by
+    band (:mod:`kmcodec.banded`) with the same result as :func:`fit_palette`.
+
+    Attributes
+    ----------
+    palette : ndarray, (k_out, C) uint8
+        As in :class:`PaletteFit`; every entry is some colour's nearest.
+    table : ndarray
+        C in (1, 3): label of every packed colour key (2**(8C) entries);
+        C == 4: the label of each of ``keys``.
+    keys : ndarray or None
+        C == 4: the sorted distinct keys ``table`` follows.
+    cost : float or None
+        Exact SSE, or None when the colours were not counted (the pixel pass
+        that labels them must sum it).
+    """
+
+    palette: np.ndarray
+    table: np.ndarray
+    keys: np.ndarray | None
+    cost: float | None
+
+    def label(self, chunk: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Labels of an (n, C) uint8 chunk of pixels."""
+        packed = pack_keys(chunk)
+        if self.keys is None:
+            return np.take(self.table, packed, out=out)
+        found = self.table[np.searchsorted(self.keys, packed)]
+        if out is None:
+            return found
+        out[:] = found
+        return out
+
+    def chunk_cost(self, chunk: np.ndarray, labels: np.ndarray) -> int:
+        """Exact SSE of one labelled chunk, in integers."""
+        d = chunk.astype(np.int32) - self.palette.astype(np.int32)[labels]
+        return int(np.einsum("ij,ij->", d, d, dtype=np.int64))
+
+    def fit(self, hist: ColourHistogram) -> PaletteFit:
+        """Label every pixel of the histogram's image: the :class:`PaletteFit`."""
+        h, w, _ = hist.pixels.shape
+        labels = np.empty(h * w, dtype=self.table.dtype)
+        cost = 0
         for start, chunk in iter_pixel_chunks(hist.pixels):
-            np.take(lut, pack_keys(chunk), out=out[start : start + chunk.shape[0]])
-    else:
-        lab = colour_labels.astype(dtype)
-        for start, chunk in iter_pixel_chunks(hist.pixels):
-            out[start : start + chunk.shape[0]] = lab[np.searchsorted(hist.keys, pack_keys(chunk))]
-    return out.reshape(h, w)
+            lab = self.label(chunk, out=labels[start : start + chunk.shape[0]])
+            if self.cost is None:
+                cost += self.chunk_cost(chunk, lab)
+        return PaletteFit(palette=self.palette, labels=labels.reshape(h, w), cost=float(cost if self.cost is None else self.cost))
 
 
-def _finish_uncounted(hist: ColourHistogram, pal: np.ndarray) -> PaletteFit:
-    """_finish for millions of uncounted RGB colours: one lookup table, one pixel pass."""
+def _labeller_uncounted(hist: ColourHistogram, pal: np.ndarray) -> Labeller:
+    """For millions of uncounted RGB colours: one lookup table; the cost comes with the pixel pass."""
     lut = nearest_lut(hist.keys, pal)
-    k = pal.shape[0]
-    h, w, _ = hist.pixels.shape
-    labels = np.empty(h * w, dtype=lut.dtype)
-    used = np.zeros(k, dtype=np.int64)
-    pal32 = pal.astype(np.int32)
-    cost = 0
-    for start, chunk in iter_pixel_chunks(hist.pixels):
-        lab = labels[start : start + chunk.shape[0]]
-        np.take(lut, pack_keys(chunk), out=lab)
-        used += np.bincount(lab, minlength=k)
-        d = chunk.astype(np.int32) - pal32[lab]
-        cost += int(np.einsum("ij,ij->", d, d, dtype=np.int64))
-    del lut
-    keep = used > 0
-    if not keep.all():
-        pal = pal[keep]
-        labels = (np.cumsum(keep) - 1).astype(labels.dtype)[labels]
-    if pal.shape[0] <= 256 and labels.dtype != np.uint8:
-        labels = labels.astype(np.uint8)
+    used = np.zeros(pal.shape[0], dtype=bool)
+    for i in range(0, hist.keys.size, 1 << 20):
+        used[lut[hist.keys[i : i + (1 << 20)]]] = True  # every listed colour is some pixel's
+    if not used.all():
+        lut = (np.cumsum(used) - 1)[lut]
+        pal = pal[used]
+    lut = lut.astype(np.uint8 if pal.shape[0] <= 256 else np.uint16, copy=False)
     pal.flags.writeable = False
-    return PaletteFit(palette=pal, labels=labels.reshape(h, w), cost=float(cost))
+    return Labeller(pal, lut, None, None)
 
 
-def _finish(hist: ColourHistogram, palette: np.ndarray, polish: int = 0) -> PaletteFit:
-    """Rounded palette -> sorted distinct entries, exact labels, drop unused, cost.
+def _labeller(hist: ColourHistogram, palette: np.ndarray, polish: int = 0) -> Labeller:
+    """Rounded palette -> sorted distinct entries, exact labels per colour, drop unused, cost.
 
     With ``polish`` > 0 and counted colours, up to that many Lloyd steps run on
     the exact histogram with rounded centres (exact nearest labels, centroids
@@ -520,7 +557,7 @@ def _finish(hist: ColourHistogram, palette: np.ndarray, polish: int = 0) -> Pale
     """
     pal = sort_palette(palette)
     if hist.counts is None and hist.channels == 3:
-        return _finish_uncounted(hist, pal)
+        return _labeller_uncounted(hist, pal)
     colours = hist.colours
     colour_labels, sq = nearest_exact(colours, pal)
     cost = int(hist.counts @ sq)
@@ -547,9 +584,18 @@ def _finish(hist: ColourHistogram, palette: np.ndarray, polish: int = 0) -> Pale
         # tied index stays its label: a renumbering, no new search.
         colour_labels = (np.cumsum(used) - 1)[colour_labels]
         pal = pal[used]
-    labels = _labels_for_pixels(hist, colour_labels, pal.shape[0])
+    return _colour_labeller(hist.keys, pal, colour_labels, float(cost))
+
+
+def _colour_labeller(keys: np.ndarray, pal: np.ndarray, colour_labels: np.ndarray, cost: float | None) -> Labeller:
+    """A Labeller from each distinct colour's label: a table over all keys for 1 or 3 channels."""
     pal.flags.writeable = False
-    return PaletteFit(palette=pal, labels=labels, cost=float(cost))
+    dtype = np.uint8 if pal.shape[0] <= 256 else np.uint16
+    if pal.shape[1] in (1, 3):
+        table = np.zeros(1 << (8 * pal.shape[1]), dtype=dtype)
+        table[keys] = colour_labels
+        return Labeller(pal, table, None, cost)
+    return Labeller(pal, colour_labels.astype(dtype), keys, cost)
 
 
 def fit_palette(
@@ -585,14 +631,27 @@ def fit_palette(
     -------
     PaletteFit
     """
+    hist = pixels if isinstance(pixels, ColourHistogram) else colour_histogram(_check_pixels(pixels))
+    return fit_labeller(hist, k, seed=seed, n_init=n_init, max_iter=max_iter, tol=tol).fit(hist)
+
+
+def fit_labeller(
+    hist: ColourHistogram,
+    k: int,
+    *,
+    seed: int = 0,
+    n_init: int = 4,
+    max_iter: int = 100,
+    tol: float = 1e-4,
+) -> Labeller:
+    """:func:`fit_palette` up to the labels: the palette and a :class:`Labeller` for the pixels."""
     k = _check_int("k", k, MIN_K, MAX_K)
     n_init = _check_int("n_init", n_init, 1)
     max_iter = _check_int("max_iter", max_iter, 1)
     if not (isinstance(tol, (int, float)) and tol >= 0):
         raise ParameterError(f"tol: {tol!r}, allowed a number >= 0")
-    hist = pixels if isinstance(pixels, ColourHistogram) else colour_histogram(_check_pixels(pixels))
     if hist.n_distinct <= k:
-        return _finish(hist, hist.colours)
+        return _labeller(hist, hist.colours)
     rng = np.random.default_rng(seed)
     pts, w, sums = hist.points, hist.weights, hist.sums
     mean = sums.sum(axis=0) / w.sum()
@@ -602,7 +661,7 @@ def fit_palette(
         # A reduction with no more cells than k (tiny max_points or huge k):
         # every cell mean is an entry; the labels are still exact per colour.
         palette = np.clip(np.rint(pts), 0, 255).astype(np.uint8)
-        return _finish(hist, palette, polish=POLISH_STEPS if k >= POLISH_MIN_K else 0)
+        return _labeller(hist, palette, polish=POLISH_STEPS if k >= POLISH_MIN_K else 0)
     cp, cw, cs = hist.coarse()
     if cp.shape[0] <= k:
         cp, cw, cs = pts, w, sums
@@ -631,11 +690,56 @@ def fit_palette(
             if best is None or (n_refine > 1 and inertia < best[0]):
                 best = (inertia, centres)
         centres = best[1]
+    n_swaps = min(MAX_SWAPS, SWAP_BUDGET // (k * pts.shape[0]))
+    if n_swaps and k > 1:
+        centres = improve_by_swaps(pts, w, sums, centres, tries=n_swaps, max_iter=max_iter, tol=tol_abs)
     if hist.cell_of is not None and hist.n_distinct <= MAX_EXACT_LLOYD:
         n_exact = max(EXACT_MIN_ITER, EXACT_BUDGET // (k * hist.n_distinct))
-        centres = _lloyd_exact_colours(hist, centres, max_iter=min(max_iter, n_exact), tol=tol_abs)
+        centres = _lloyd_exact_colours(hist, centres, max_iter=min(max_iter, n_exact), tol=tol_abs * EXACT_TOL_SHARE)
     palette = np.clip(np.rint(centres), 0, 255).astype(np.uint8)
-    return _finish(hist, palette, polish=POLISH_STEPS if k >= POLISH_MIN_K else 0)
+    return _labeller(hist, palette, polish=POLISH_STEPS if k >= POLISH_MIN_K else 0)
+
+
+def improve_by_swaps(
+    points: np.ndarray, weights: np.ndarray, sums: np.ndarray, centres: np.ndarray, *, tries: int, max_iter: int, tol: float
+) -> np.ndarray:
+    """Escape a poor local minimum: move the centre that is cheapest to remove into the cluster of largest SSE.
+
+    That cluster is split along its principal axis (the two new centres at its
+    mean +- 0.8 standard deviations, where a normal cluster's halves have their
+    means); Lloyd runs from there and the move is kept only if the SSE falls.
+    A failed move tries the cluster of next largest SSE; `tries` moves at most.
+    """
+    x = points.astype(np.float32)
+    k = centres.shape[0]
+    a, d1, d2 = two_nearest(x, centres)
+    inertia = float(np.einsum("i,i,i->", weights, d1, d1))
+    tried: set[int] = set()
+    for _ in range(tries):
+        sse = np.bincount(a, weights=weights * d1 * d1, minlength=k)
+        removal = np.bincount(a, weights=weights * (d2 * d2 - d1 * d1), minlength=k)
+        order = [j for j in np.argsort(sse, kind="stable")[::-1] if j not in tried and sse[j] > 0]
+        if not order:
+            break
+        split = int(order[0])
+        removal[split] = np.inf
+        remove = int(np.argmin(removal))
+        members = a == split
+        pw, px = weights[members], points[members]
+        mean = pw @ px / pw.sum()
+        cov = ((px - mean) * pw[:, None]).T @ (px - mean) / pw.sum()
+        values, vectors = np.linalg.eigh(cov)
+        delta = 0.8 * np.sqrt(max(values[-1], 0.0)) * vectors[:, -1]
+        trial = centres.copy()
+        trial[split], trial[remove] = mean + delta, mean - delta
+        new, new_a, new_inertia, _ = lloyd(points, weights, sums, trial, max_iter=max_iter, tol=tol)
+        if new_inertia < inertia:
+            centres, inertia = new, new_inertia
+            a, d1, d2 = two_nearest(x, centres)
+            tried.clear()
+        else:
+            tried.add(split)
+    return centres
 
 
 def _lloyd_exact_colours(hist: ColourHistogram, centres: np.ndarray, *, max_iter: int, tol: float) -> np.ndarray:
@@ -662,7 +766,7 @@ def _lloyd_exact_colours(hist: ColourHistogram, centres: np.ndarray, *, max_iter
         a[unsure], u[unsure], lb[unsure] = two_nearest(x[unsure].astype(np.float32), centres)
     centres, _, _, _ = lloyd(
         x, w, x * w[:, None], centres, max_iter=max_iter, tol=tol,
-        stop_on_rounded=True, compute_inertia=False, bounds=(a, u, lb),
+        compute_inertia=False, bounds=(a, u, lb),
     )
     return centres
 
@@ -689,4 +793,4 @@ def assign_labels(pixels: np.ndarray, palette: np.ndarray) -> np.ndarray:
     keys = distinct_keys(pixels)
     hist = ColourHistogram(pixels, keys, None, None, None, None, None)
     colour_labels, _ = nearest_exact(unpack_keys(keys, pixels.shape[2]), palette)
-    return _labels_for_pixels(hist, colour_labels, palette.shape[0])
+    return _colour_labeller(keys, palette.copy(), colour_labels, 0.0).fit(hist).labels

@@ -24,6 +24,7 @@ ENCODE_KEYS = {
     "formula_bits", "formula_bytes", "formula_holds", "raw_bytes", "ratio", "cost", "mse", "psnr",
     "dither", "psnr_without_dither", "method", "reason", "trials", "seconds", "notes",
     "coding", "compress", "label_bytes", "label_bits_per_pixel",
+    "input_exact", "mse_8bit", "psnr_8bit",
 }
 INFO_KEYS = {
     "file", "version", "coding", "width", "height", "channels", "k", "bits_per_pixel", "bytes",

@@ -137,7 +137,7 @@ def test_rejects_k_out_of_range_or_not_an_integer(k):
 
 @pytest.mark.parametrize(
     "array",
-    [np.zeros((2, 2, 3), np.float32), np.zeros((2, 2, 2), np.uint8), np.zeros((0, 3, 3), np.uint8), np.zeros(5, np.uint8)],
+    [np.full((2, 2, 3), np.nan, np.float32), np.zeros((2, 2, 2), np.uint8), np.zeros((0, 3, 3), np.uint8), np.zeros(5, np.uint8)],
 )
 def test_rejects_arrays_that_are_not_images(array):
     with pytest.raises(ImageInputError):

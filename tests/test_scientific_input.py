@@ -1,0 +1,190 @@
+"""Scientific and high-bit-depth input: the documented 8-bit rules, refusals, and errors against the original."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from PIL import Image
+
+import kmcodec
+from kmcodec.errors import ImageInputError
+from kmcodec.pixels import from_array, to_pixels
+
+
+def kmq(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "kmcodec", *map(str, args)], cwd=cwd, capture_output=True, text=True)
+
+
+def ramp(height=6, width=10, channels=3):
+    return np.linspace(0.0, 1.0, height * width * channels).reshape(height, width, channels)
+
+
+# ------------------------------------------------------------------ the 8-bit rules
+
+
+@settings(max_examples=30, deadline=None)
+@given(arrays(np.float32, (3, 4, 3), elements=st.floats(0, 1, width=32)))
+def test_float_data_in_0_1_is_scaled_by_255(values):
+    pixels = from_array(values)
+    assert np.array_equal(pixels.array, np.rint(values.astype(np.float64) * 255).astype(np.uint8))
+
+
+def test_float_data_outside_0_1_uses_its_own_range():
+    values = np.array([[3.0, 127.5, 252.0]])
+    pixels = from_array(values)
+    assert pixels.array[0, :, 0].tolist() == [0, 128, 255]
+    assert "float64 data range 3..252 mapped to 0..255" in pixels.notes
+
+
+def test_float_0_255_data_spanning_the_full_range_keeps_its_values():
+    values = np.arange(256, dtype=np.float32).reshape(16, 16)
+    pixels = from_array(values)
+    assert np.array_equal(pixels.array[:, :, 0], values.astype(np.uint8))
+    assert pixels.exact
+
+
+def test_constant_float_image_outside_0_1_becomes_0():
+    assert from_array(np.full((2, 3), 7.5)).array.max() == 0
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_and_inf_are_a_one_line_error_naming_the_first_place(bad):
+    values = ramp()
+    values[4, 7, 1] = bad
+    with pytest.raises(ImageInputError, match=r"holds NaN or infinity, the first at \(x=7, y=4\)") as info:
+        kmcodec.encode(values, 4)
+    assert "\n" not in str(info.value) and "(6, 10, 3)" in str(info.value) and "float64" in str(info.value)
+
+
+def test_float_tiff_is_scaled_not_clipped(tmp_path):
+    values = np.linspace(0, 1, 64 * 8, dtype=np.float32).reshape(8, 64)
+    Image.fromarray(values, "F").save(tmp_path / "f.tif")
+    with Image.open(tmp_path / "f.tif") as image:
+        pixels = to_pixels(image)
+    assert np.array_equal(pixels.array[:, :, 0], np.rint(values.astype(np.float64) * 255).astype(np.uint8))
+    assert len(np.unique(pixels.array)) > 200
+    assert any(note.startswith("F image: float32 data in [0, 1] scaled by 255") for note in pixels.notes)
+
+
+def test_uint16_arrays_scale_from_0_65535_with_rounding():
+    values = np.array([[0, 257, 40000, 65535]], np.uint16)
+    assert from_array(values).array[0, :, 0].tolist() == [0, 1, round(40000 * 255 / 65535), 255]
+
+
+def test_uint16_rgb_array_stays_rgb():
+    values = (np.arange(4 * 5 * 3, dtype=np.uint16).reshape(4, 5, 3) * 1000)
+    pixels = from_array(values)
+    assert pixels.channels == 3 and not pixels.exact
+    assert np.array_equal(pixels.array, np.rint(values * (255 / 65535)).astype(np.uint8))
+
+
+def test_i16_png_is_read_at_16_bits(tmp_path):
+    values = np.array([[0, 1000, 40000, 65535]], np.uint16).repeat(3, axis=0)
+    Image.fromarray(values).save(tmp_path / "wide.png")
+    with Image.open(tmp_path / "wide.png") as image:
+        assert image.mode == "I;16"
+        pixels = to_pixels(image)
+    assert pixels.array[0, :, 0].tolist() == [0, 4, 156, 255]
+    assert not pixels.exact
+
+
+def test_integers_within_0_255_are_kept_exactly():
+    values = np.array([[0, 9, 255]], np.int64)
+    pixels = from_array(values)
+    assert pixels.array[0, :, 0].tolist() == [0, 9, 255] and pixels.exact
+
+
+def test_bool_is_0_and_255():
+    pixels = from_array(np.array([[True, False]]))
+    assert pixels.array[0, :, 0].tolist() == [255, 0] and pixels.exact
+
+
+# ------------------------------------------------------------------ shapes and layouts
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(12, dtype=np.uint8).reshape(3, 4) * 20,
+        np.arange(12, dtype=np.uint8).reshape(3, 4, 1) * 20,
+        np.arange(36, dtype=np.uint8).reshape(3, 4, 3) * 7,
+        np.arange(48, dtype=np.uint8).reshape(3, 4, 4) * 5,
+        np.arange(12, dtype=np.uint16).reshape(3, 4) * 5000,
+        np.arange(12).reshape(3, 4) % 2 == 0,
+        np.arange(36, dtype=np.uint8).reshape(3, 4, 3)[:, ::-1],
+        np.asfortranarray(np.arange(36, dtype=np.uint8).reshape(3, 4, 3) * 7),
+        np.arange(72, dtype=np.uint8).reshape(3, 8, 3)[:, ::2],
+    ],
+    ids=["HW", "HW1", "HW3", "HW4", "uint16", "bool", "reversed-view", "fortran", "strided-view"],
+)
+def test_accepted_arrays_round_trip_through_their_8_bit_image(array):
+    expected = from_array(array).array
+    image = kmcodec.decode(kmcodec.encode(array, 256))
+    assert np.array_equal(image.to_array(), expected)
+    assert expected.shape == array.shape[:2] + (array.shape[2] if array.ndim == 3 else 1,)
+
+
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.zeros((3, 4, 2), np.uint8), r"array shape \(3, 4, 2\) dtype uint8: expected \(height, width\)"),
+        (np.zeros((3, 5, 6), np.uint8), r"channels first\? use numpy.moveaxis"),
+        (np.zeros(5, np.uint8), r"array shape \(5,\) dtype uint8"),
+        (np.zeros((2, 2, 2, 3), np.uint8), r"array shape \(2, 2, 2, 3\) dtype uint8"),
+        (np.zeros((0, 4), np.uint8), r"array shape \(0, 4, 1\) dtype uint8: width and height"),
+        (np.full((2, 2), -1, np.int16), r"dtype int16 holds -1..-1; integer images must lie in 0..65535"),
+        (np.full((2, 2), 70000, np.int32), r"dtype int32 holds 70000..70000"),
+        (np.zeros((2, 2), np.complex64), r"dtype complex64: expected uint8, bool"),
+        (np.zeros((2, 2), object), r"dtype object: expected uint8, bool"),
+    ],
+)
+def test_refused_arrays_get_one_line_naming_shape_and_dtype(array, message):
+    with pytest.raises(ImageInputError, match=message) as info:
+        kmcodec.encode(array, 4)
+    assert "\n" not in str(info.value)
+
+
+# ------------------------------------------------------------------ errors against the original
+
+
+def three_level_floats():
+    """Three grey levels off the 8-bit grid: k=3 is exact on the 8-bit image, not on the original."""
+    return np.tile(np.array([0.1001, 0.5003, 0.9007], np.float32), (8, 8))
+
+
+def test_summary_error_is_against_the_original_and_never_lossless_when_precision_was_lost(tmp_path):
+    values = three_level_floats()
+    Image.fromarray(values, "F").save(tmp_path / "f.tif")
+    result = kmq("encode", "f.tif", "-k", "3", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    decoded = kmcodec.read(tmp_path / "f.kmq").to_array()[:, :, 0].astype(np.float64)
+    expected = float(np.mean((values.astype(np.float64) * 255 - decoded) ** 2))
+    assert summary["input_exact"] is False
+    assert summary["mse_8bit"] == 0 and summary["psnr_8bit"] is None
+    assert summary["mse"] == pytest.approx(expected) and summary["mse"] > 0
+    assert summary["psnr"] == pytest.approx(kmcodec.psnr(expected))
+    line = kmq("encode", "f.tif", "-k", "3", "--force", cwd=tmp_path).stderr
+    assert "lossless, " not in line.split("(against")[0]
+    assert "against its 8-bit conversion MSE 0.00, lossless" in line
+
+
+def test_summary_of_an_8_bit_input_reports_one_error(tmp_path):
+    Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).save(tmp_path / "g.png")
+    summary = json.loads(kmq("encode", "g.png", "-k", "4", "--json", cwd=tmp_path).stdout)
+    assert summary["input_exact"] is True and summary["mse"] == summary["mse_8bit"] > 0
+
+
+def test_sweep_reports_both_errors_when_precision_was_lost(tmp_path):
+    values = three_level_floats()
+    Image.fromarray(values, "F").save(tmp_path / "f.tif")
+    document = json.loads(kmq("sweep", "f.tif", "--k", "2-3", "--json", cwd=tmp_path).stdout)
+    last = document["rows"][-1]
+    assert last["mse_8bit"] == 0 and last["psnr_8bit"] is None and last["mse"] > 0 and last["psnr"] is not None
+    table = kmq("sweep", "f.tif", "--k", "2-3", cwd=tmp_path).stdout
+    assert table.splitlines()[0].split()[-2:] == ["mse_8bit", "psnr_8bit"]
