@@ -42,7 +42,7 @@ const hex32 = (v) => (v >>> 0).toString(16).padStart(8, "0");
 
 /** Any ArrayBuffer, typed array (node Buffer included) or DataView as a Uint8Array over the same bytes. */
 function asBytes(data) {
-  if (data instanceof Uint8Array) return data;
+  // A plain Uint8Array even for a node Buffer: engines index subclasses more slowly.
   if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   if (data instanceof ArrayBuffer) return new Uint8Array(data);
   throw new TypeError("decode() needs an ArrayBuffer or a typed array");
@@ -220,7 +220,7 @@ function checkPadding(stream, count, b, offset) {
 
 // §4: coding 0, raw labels: b-bit unsigned integers, most significant bit first,
 // rows not padded. Whole-byte table paths for b in {1, 2, 4}, a copy for b = 8,
-// a byte pair for b = 16, and a bit accumulator for every other b.
+// a byte pair for b = 16, and a 3-byte window for every other b.
 const LANE_TABLES = new Map(); // b -> Uint8Array(256 * 8/b): the labels in each byte value
 
 function laneTable(b) {
@@ -263,17 +263,30 @@ function unpackTable(stream, labels, b) {
 }
 
 function unpackBits(stream, labels, b) {
+  // Label i starts `offset` bits into byte p; offset + b <= 7 + 15 bits lie in the
+  // 3 bytes from p on. The last labels, whose 3 bytes would pass the end, go one by one.
   const mask = (1 << b) - 1;
-  let acc = 0; // at most b + 7 < 24 unread bits, so plain 32-bit integers suffice
-  let have = 0;
+  const end = stream.length;
+  const n = labels.length;
+  let i = 0;
   let p = 0;
-  for (let i = 0, n = labels.length; i < n; i++) {
-    while (have < b) {
-      acc = ((acc << 8) | stream[p++]) & 0xffffff;
-      have += 8;
-    }
-    have -= b;
-    labels[i] = (acc >>> have) & mask;
+  let offset = 0;
+  for (; i < n && p + 2 < end; i++) {
+    const bits = (stream[p] << 16) | (stream[p + 1] << 8) | stream[p + 2];
+    labels[i] = (bits >>> (24 - b - offset)) & mask;
+    offset += b;
+    p += offset >>> 3;
+    offset &= 7;
+  }
+  unpackLast(stream, labels, b, i, p * 8 + offset);
+}
+
+function unpackLast(stream, labels, b, first, bit) {
+  // Bit positions pass 2^32 in the largest streams: plain arithmetic, not >>> 3.
+  for (let i = first; i < labels.length; i++, bit += b) {
+    let value = 0;
+    for (let j = bit; j < bit + b; j++) value = (value << 1) | ((stream[Math.floor(j / 8)] >>> (7 - (j % 8))) & 1);
+    labels[i] = value;
   }
 }
 
