@@ -45,9 +45,11 @@ def page_state(url: str, profile: Path, *extra: str) -> dict[str, str]:
     return {key: html.unescape(value) for key, value in re.findall(r'data-([\w-]+)="([^"]*)"', body.group(1))}
 
 
-@pytest.mark.parametrize("name", ["coffee_k16.kmq", "camera_grey_k8.kmq", "logo_rgba_k4.kmq"])
-def test_viewer_canvas_holds_the_pixels_kmcodec_decodes(name, tmp_path):
-    path = ROOT / "fixtures" / "golden" / name
+@pytest.mark.parametrize(("name", "coding"), [("coffee_k16.kmq", 0), ("camera_grey_k8.kmq", 0), ("logo_rgba_k4.kmq", 0), ("coffee_k16.kmq", 1)])
+def test_viewer_canvas_holds_the_pixels_kmcodec_decodes(name, coding, tmp_path):
+    path = tmp_path / name
+    path.write_bytes(kmcodec.recode((ROOT / "fixtures" / "golden" / name).read_bytes(), compress=bool(coding)))
+    assert path.read_bytes()[6] == coding
     image = kmcodec.read(path)
     expected = f"{zlib.crc32(rgba_bytes(image.to_array())):08x}"
     with serving(kmq_view(str(path), "--no-browser")) as (url, _):

