@@ -3,8 +3,8 @@
 In node (the test extra's), and in headless Chromium against the browser's own
 decode of the same image as PNG-8 (`createImageBitmap`, same page). The image is
 fixtures/astronaut.png LANCZOS-resized to 4000x3000 with seeded grain; it is
-encoded once per K with kmcodec, and its PNG-8 is the decoded .kmq as a Pillow
-P image. Files go to bench/out/web/ (git-ignored). Not part of the test suite.
+encoded once per K with kmcodec in both codings, and its PNG-8 is the decoded
+.kmq as a Pillow P image. Files go to bench/out/web/ (git-ignored). Not part of the test suite.
 
 Usage: ``python bench/web_decode.py [--ks 2 6 16 256 1000] [--repeats 7]``
 """
@@ -53,11 +53,11 @@ console.log(JSON.stringify(out));
 # the page posts its numbers back to the server that served it.
 PAGE = """<!doctype html><meta charset="utf-8"><script type="module">
 import { decode } from "/kmcodec/web/kmq.js";
-const repeats = %(repeats)d, names = %(names)s, out = {};
+const repeats = %(repeats)d, pairs = %(pairs)s, out = {};
 const median = (ms) => ms.sort((a, b) => a - b)[ms.length >> 1];
-for (const name of names) {
+for (const [name, pngName] of pairs) {
   const kmq = await (await fetch(`/bench/out/web/${name}.kmq`)).arrayBuffer();
-  const png = await (await fetch(`/bench/out/web/${name}.png`)).blob();
+  const png = await (await fetch(`/bench/out/web/${pngName}`)).blob();
   const js = [], js_drawn = [], bitmap = [], bitmap_drawn = [];
   // "drawn": onto a canvas and one pixel read back, which forces any lazy decode.
   const ctx = new OffscreenCanvas(1, 1).getContext("2d");
@@ -97,14 +97,19 @@ def make_files(ks: list[int]) -> dict[str, dict]:
         kmq = OUT / f"{name}.kmq"
         if not kmq.exists():
             kmq.write_bytes(kmcodec.encode(pixels, k, seed=0, n_init=1, max_iter=20))
+        coded = OUT / f"{name}_c1.kmq"
+        if not coded.exists():
+            coded.write_bytes(kmcodec.recode(kmq.read_bytes(), compress=True))
         image = kmcodec.read(kmq)
         png = OUT / f"{name}.png"
         if image.k <= 256 and not png.exists():
             p = Image.fromarray(image.labels.astype(np.uint8), "P")
             p.putpalette(image.palette.tobytes())
             p.save(png)
-        files[name] = {"k": image.k, "b": image.bits_per_pixel, "kmq_bytes": kmq.stat().st_size,
-                       "png8_bytes": png.stat().st_size if png.exists() else None}
+        for path in (kmq, coded):
+            files[path.stem] = {"k": image.k, "b": image.bits_per_pixel, "coding": path.read_bytes()[6],
+                                "kmq_bytes": path.stat().st_size, "png": png.name if png.exists() else None,
+                                "png8_bytes": png.stat().st_size if png.exists() else None}
     return files
 
 
@@ -123,9 +128,9 @@ def time_browser(files: dict, repeats: int) -> dict[str, dict]:
     chromium = shutil.which("chromium")
     if chromium is None:
         return {}
-    names = [n for n, f in files.items() if f["png8_bytes"]]
+    pairs = [[n, f["png"]] for n, f in files.items() if f["png"]]
     page = OUT / "time.html"
-    page.write_text(PAGE % {"repeats": repeats, "names": json.dumps(names)})
+    page.write_text(PAGE % {"repeats": repeats, "pairs": json.dumps(pairs)})
     result: dict = {}
     posted = threading.Event()
 
@@ -168,12 +173,12 @@ def main() -> None:
     node = time_node(files, args.repeats)
     browser = time_browser(files, args.repeats)
     print(f"12 MP ({SIZE[0]}x{SIZE[1]}), medians of {args.repeats}; files made in {time.perf_counter() - started:.0f} s\n")
-    print("| file | K | b | .kmq bytes | PNG-8 bytes | node: decode ms | Chromium: decode ms | decode + draw ms"
+    print("| file | K | b | coding | .kmq bytes | PNG-8 bytes | node: decode ms | Chromium: decode ms | decode + draw ms"
           " | createImageBitmap(PNG-8) ms | createImageBitmap + draw ms |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, f in files.items():
         b = browser.get(name, {})
-        cells = [name, f["k"], f["b"], f["kmq_bytes"], f["png8_bytes"] or "-", f"{node[name]:.0f}",
+        cells = [name, f["k"], f["b"], f["coding"], f["kmq_bytes"], f["png8_bytes"] or "-", f"{node[name]:.0f}",
                  *(f"{b[key]:.0f}" if key in b else "-" for key in ("js", "js_drawn", "bitmap", "bitmap_drawn"))]
         print("| " + " | ".join(str(c) for c in cells) + " |")
 

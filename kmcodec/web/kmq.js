@@ -508,22 +508,52 @@ function* passes(width, height) {
   }
 }
 
-// §11.3: the candidates (most held first, ties by neighbour order) and the pattern of one pixel.
-function candidatesOf(neighbours, present, out) {
-  const labels = [];
-  const counts = [];
-  for (let j = 0; j < present.length; j++) {
-    if (!present[j]) continue;
-    const at = labels.indexOf(neighbours[j]);
-    if (at < 0) {
-      labels.push(neighbours[j]);
-      counts.push(1);
-    } else counts[at]++;
+// §11.3: the pattern from the number of present neighbours P and the two largest
+// counts: PATTERN_OF[25·P + 5·first + second].
+const PATTERN_OF = (() => {
+  const table = new Int8Array(125).fill(-1);
+  const set = (present, counts, pattern) => { table[25 * present + 5 * counts[0] + (counts[1] ?? 0)] = pattern; };
+  [[4, [4]], [4, [3, 1]], [4, [2, 2]], [4, [2, 1]], [4, [1, 1]], [3, [3]], [3, [2, 1]], [3, [1, 1]], [2, [2]], [2, [1, 1]], [1, [1]]]
+    .forEach(([present, counts], pattern) => set(present, counts, pattern));
+  return table;
+})();
+
+// §11.3: a pixel's candidates into cands[at … at + m), most held first, ties by
+// neighbour order (the first neighbour holding a label); returns its pattern.
+// `held` is scratch for the counts; absent neighbours are -1.
+function candidatesOf(n0, n1, n2, n3, cands, at, held) {
+  if (n0 === n1 && n1 === n2 && n2 === n3 && n0 >= 0) {
+    cands[at] = n0; // four equal neighbours, the common case: pattern 0
+    held[0] = 4;
+    return 0;
   }
-  const order = labels.map((_, i) => i).sort((a, b) => counts[b] - counts[a] || a - b);
-  for (let c = 0; c < order.length; c++) out[c] = labels[order[c]];
-  const key = order.map((i) => counts[i]).join("");
-  return PATTERNS[present.filter(Boolean).length][key];
+  let m = 0;
+  let present = 0;
+  for (let j = 0; j < 4; j++) {
+    const v = j === 0 ? n0 : j === 1 ? n1 : j === 2 ? n2 : n3;
+    if (v < 0) continue;
+    present++;
+    let c = 0;
+    while (c < m && cands[at + c] !== v) c++;
+    if (c === m) {
+      cands[at + m] = v;
+      held[m++] = 0;
+    }
+    held[c]++;
+  }
+  // Insertion sort, moving only past strictly smaller counts: stable, so ties keep neighbour order.
+  for (let c = 1; c < m; c++) {
+    const v = cands[at + c];
+    const count = held[c];
+    let j = c;
+    for (; j > 0 && held[j - 1] < count; j--) {
+      cands[at + j] = cands[at + j - 1];
+      held[j] = held[j - 1];
+    }
+    cands[at + j] = v;
+    held[j] = count;
+  }
+  return PATTERN_OF[25 * present + 5 * held[0] + (m > 1 ? held[1] : 0)];
 }
 
 // §11.5: the label an escape rank r gives, or a rule-13 error.
@@ -563,60 +593,94 @@ function distanceOrder(palette, h) {
 }
 
 // §11.4: one pass: escape count, gaps, choices, escape ranks; then its labels.
-function decodePass(pass, labels, h, palette, symbols, extra, order) {
+function decodePass(pass, labels, h, palette, symbols, extra, order, scratch) {
   const { d, diagonal, x0, y0, group } = pass;
   const { width, height } = h;
-  const pixels = [];
-  for (let y = y0; y < height; y += 2 * d) for (let x = x0; x < width; x += 2 * d) pixels.push(y * width + x);
-  const n = pixels.length;
-  const cands = new Int32Array(4 * n);
-  const pattern = new Uint8Array(n);
-  const neighbours = [0, 0, 0, 0];
-  const present = [false, false, false, false];
-  const offsets = diagonal ? [[-d, -d], [d, -d], [-d, d], [d, d]] : [[0, -d], [-d, 0], [d, 0], [0, d]];
-  const out = [0, 0, 0, 0];
-  for (let i = 0; i < n; i++) {
-    const x = pixels[i] % width;
-    const y = (pixels[i] - x) / width;
-    for (let j = 0; j < 4; j++) {
-      const nx = x + offsets[j][0];
-      const ny = y + offsets[j][1];
-      present[j] = nx >= 0 && ny >= 0 && nx < width && ny < height;
-      neighbours[j] = present[j] ? labels[ny * width + nx] : -1;
+  const n = passSize(pass, width, height);
+  const { cands, pattern, held } = scratch;
+  let u = 0;
+  // One flat loop over the pass's grid (nested loops leave optimised code at every row).
+  for (let i = 0, x = x0, y = y0; i < n; i++, x += 2 * d) {
+    if (x >= width) {
+      x = x0;
+      y += 2 * d;
     }
-    pattern[i] = candidatesOf(neighbours, present, out);
-    for (let c = 0; c < 4; c++) cands[4 * i + c] = out[c];
+    const row = y * width;
+    {
+      // Neighbour order of §11.2; -1 for a neighbour outside the image.
+      let n0, n1, n2, n3;
+      if (diagonal) {
+        const up = y - d >= 0;
+        const down = y + d < height;
+        const left = x - d >= 0;
+        const right = x + d < width;
+        n0 = up && left ? labels[row - d * width + x - d] : -1;
+        n1 = up && right ? labels[row - d * width + x + d] : -1;
+        n2 = down && left ? labels[row + d * width + x - d] : -1;
+        n3 = down && right ? labels[row + d * width + x + d] : -1;
+      } else {
+        n0 = y - d >= 0 ? labels[row - d * width + x] : -1;
+        n1 = x - d >= 0 ? labels[row + x - d] : -1;
+        n2 = x + d < width ? labels[row + x + d] : -1;
+        n3 = y + d < height ? labels[row + d * width + x] : -1;
+      }
+      pattern[i] = candidatesOf(n0, n1, n2, n3, cands, 4 * i, held);
+      if (PATTERN_M[pattern[i]] === 1) u++;
+    }
   }
-  const unanimous = [];
-  const choosing = [];
-  for (let i = 0; i < n; i++) (PATTERN_M[pattern[i]] === 1 ? unanimous : choosing).push(i);
-  const escapes = new Uint8Array(n);
-  const u = unanimous.length;
+  const escapes = scratch.escapes.fill(0, 0, n);
   if (u > 0) {
     const [e] = readIntegers(symbols, extra, 0, 1);
     if (e > u) countError(`a pass (d=${d}, group ${group}) lists ${e} escapes but has ${u} unanimous pixels`);
+    // Gaps -> the escapes' places among the unanimous pixels, then those pixels.
+    const places = [];
     let p = -1;
     for (const gap of readIntegers(symbols, extra, 1 + group, e)) {
       p += 1 + gap;
       if (p >= u) symbolError(`an escape gap runs to unanimous pixel ${p} of a pass (d=${d}, group ${group}) with ${u}`);
-      escapes[unanimous[p]] = 1;
+      places.push(p);
+    }
+    for (let i = 0, seen = 0, g = 0; g < places.length; i++) {
+      if (PATTERN_M[pattern[i]] !== 1) continue;
+      if (seen++ === places[g]) {
+        escapes[i] = 1;
+        g++;
+      }
     }
   }
-  const choice = new Uint8Array(n);
-  for (const i of choosing) {
+  const choice = scratch.choice;
+  const choiceBase = 41 + 7 * group;
+  for (let i = 0; i < n; i++) {
     const m = PATTERN_M[pattern[i]];
-    choice[i] = symbols.next(41 + 7 * group + CHOICE_C[pattern[i]]);
+    if (m === 1) continue;
+    choice[i] = symbols.next(choiceBase + CHOICE_C[pattern[i]]);
     if (choice[i] === m) escapes[i] = 1;
   }
   const escaping = [];
   for (let i = 0; i < n; i++) if (escapes[i]) escaping.push(i);
   const tokens = escaping.map((i) => symbols.next(9 + 4 * group + PATTERN_M[pattern[i]] - 1));
   const ranks = tokens.map((token) => tokenValue(token, extra.read(extraCount(token))));
-  for (let i = 0, k = 0; i < n; i++) {
-    const m = PATTERN_M[pattern[i]];
-    const c = cands.subarray(4 * i, 4 * i + 4);
-    labels[pixels[i]] = escapes[i] ? escapeLabel(ranks[k++], c, m, h, palette, order) : c[m === 1 ? 0 : choice[i]];
+  for (let i = 0, k = 0, x = x0, y = y0; i < n; i++, x += 2 * d) {
+    if (x >= width) {
+      x = x0;
+      y += 2 * d;
+    }
+    {
+      const m = PATTERN_M[pattern[i]];
+      labels[y * width + x] = escapes[i]
+        ? escapeLabel(ranks[k++], cands.subarray(4 * i, 4 * i + m), m, h, palette, order)
+        : cands[4 * i + (m === 1 ? 0 : choice[i])];
+    }
   }
+}
+
+const passSize = ({ d, x0, y0 }, width, height) => Math.ceil((width - x0) / (2 * d)) * Math.ceil((height - y0) / (2 * d));
+
+// Per-pixel arrays for the largest pass, shared by all passes (one allocation, not one per pass).
+function passScratch(passList, h) {
+  const most = Math.max(0, ...passList.map((pass) => passSize(pass, h.width, h.height)));
+  const cands = h.k <= 256 ? new Uint8Array(4 * most) : new Uint16Array(4 * most);
+  return { cands, pattern: new Uint8Array(most), escapes: new Uint8Array(most), choice: new Uint8Array(most), held: new Int32Array(4) };
 }
 
 // §11.9: coding 1, with rules 10-13 in the order the decoder meets them.
@@ -628,7 +692,9 @@ function decodeCoded({ stream, offset, h, count, palette }) {
   const symbols = symbolReader(stream, offset, fields);
   const extra = extraBitReader(stream, offset, fields);
   const order = distanceOrder(palette, h);
-  for (const pass of passes(h.width, h.height)) decodePass(pass, labels, h, palette, symbols, extra, order); // step 3
+  const passList = [...passes(h.width, h.height)];
+  const scratch = passScratch(passList, h);
+  for (const pass of passList) decodePass(pass, labels, h, palette, symbols, extra, order, scratch); // step 3
   symbols.finish(); // step 4
   extra.finish();
   return labels;
