@@ -1,4 +1,4 @@
-"""The `kmq` command: encode, decode, inspect and sweep .kmq files.
+"""The `kmq` command: encode, decode, inspect, sweep and view .kmq files.
 
 Data goes to stdout (`--json`, `info`, the `sweep` table); summaries, progress
 bars and errors go to stderr. Exit codes: 0 success, 1 bad input or failed
