@@ -625,7 +625,12 @@ function decodePass(pass, labels, h, palette, symbols, extra, order, scratch) {
         n3 = y + d < height ? labels[row + d * width + x] : -1;
       }
       pattern[i] = candidatesOf(n0, n1, n2, n3, cands, 4 * i, held);
-      if (PATTERN_M[pattern[i]] === 1) u++;
+      if (PATTERN_M[pattern[i]] === 1) {
+        // No pixel of a pass is another's neighbour (§11.2), so a label can be set
+        // at once: the candidate, until an escape overwrites it.
+        labels[row + x] = cands[4 * i];
+        u++;
+      }
     }
   }
   const escapes = scratch.escapes.fill(0, 0, n);
@@ -648,30 +653,30 @@ function decodePass(pass, labels, h, palette, symbols, extra, order, scratch) {
       }
     }
   }
-  const choice = scratch.choice;
-  const choiceBase = 41 + 7 * group;
-  for (let i = 0; i < n; i++) {
-    const m = PATTERN_M[pattern[i]];
-    if (m === 1) continue;
-    choice[i] = symbols.next(choiceBase + CHOICE_C[pattern[i]]);
-    if (choice[i] === m) escapes[i] = 1;
-  }
+  // Choices in raster order, setting the labels they pick; the escaping pixels, in raster order.
   const escaping = [];
-  for (let i = 0; i < n; i++) if (escapes[i]) escaping.push(i);
-  const tokens = escaping.map((i) => symbols.next(9 + 4 * group + PATTERN_M[pattern[i]] - 1));
-  const ranks = tokens.map((token) => tokenValue(token, extra.read(extraCount(token))));
-  for (let i = 0, k = 0, x = x0, y = y0; i < n; i++, x += 2 * d) {
+  const choiceBase = 41 + 7 * group;
+  for (let i = 0, x = x0, y = y0; i < n; i++, x += 2 * d) {
     if (x >= width) {
       x = x0;
       y += 2 * d;
     }
-    {
-      const m = PATTERN_M[pattern[i]];
-      labels[y * width + x] = escapes[i]
-        ? escapeLabel(ranks[k++], cands.subarray(4 * i, 4 * i + m), m, h, palette, order)
-        : cands[4 * i + (m === 1 ? 0 : choice[i])];
+    const m = PATTERN_M[pattern[i]];
+    if (m > 1) {
+      const choice = symbols.next(choiceBase + CHOICE_C[pattern[i]]);
+      if (choice === m) escapes[i] = 1;
+      else labels[y * width + x] = cands[4 * i + choice];
     }
+    if (escapes[i]) escaping.push(i);
   }
+  const tokens = escaping.map((i) => symbols.next(9 + 4 * group + PATTERN_M[pattern[i]] - 1));
+  const ranks = tokens.map((token) => tokenValue(token, extra.read(extraCount(token))));
+  const columns = Math.ceil((width - x0) / (2 * d));
+  escaping.forEach((i, k) => {
+    const m = PATTERN_M[pattern[i]];
+    const at = (y0 + 2 * d * Math.floor(i / columns)) * width + x0 + 2 * d * (i % columns);
+    labels[at] = escapeLabel(ranks[k], cands.subarray(4 * i, 4 * i + m), m, h, palette, order);
+  });
 }
 
 const passSize = ({ d, x0, y0 }, width, height) => Math.ceil((width - x0) / (2 * d)) * Math.ceil((height - y0) / (2 * d));
@@ -680,7 +685,7 @@ const passSize = ({ d, x0, y0 }, width, height) => Math.ceil((width - x0) / (2 *
 function passScratch(passList, h) {
   const most = Math.max(0, ...passList.map((pass) => passSize(pass, h.width, h.height)));
   const cands = h.k <= 256 ? new Uint8Array(4 * most) : new Uint16Array(4 * most);
-  return { cands, pattern: new Uint8Array(most), escapes: new Uint8Array(most), choice: new Uint8Array(most), held: new Int32Array(4) };
+  return { cands, pattern: new Uint8Array(most), escapes: new Uint8Array(most), held: new Int32Array(4) };
 }
 
 // §11.9: coding 1, with rules 10-13 in the order the decoder meets them.
