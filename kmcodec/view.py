@@ -21,7 +21,11 @@ from .errors import KmqError
 from .files import read_bytes
 
 HOST = "127.0.0.1"
-WEB_FILES = {"index.html": "text/html; charset=utf-8", "kmq.js": "text/javascript; charset=utf-8"}
+WEB_FILES = {
+    "index.html": "text/html; charset=utf-8",
+    "kmq.js": "text/javascript; charset=utf-8",
+    "coding1.js": "text/javascript; charset=utf-8",
+}
 
 
 def port_number(text: str) -> int:

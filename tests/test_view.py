@@ -55,7 +55,8 @@ def test_view_serves_the_page_the_decoder_and_the_file_only():
         assert url.endswith(f"/?file=/file/{FIXTURE.name}")
         base = origin(url)
         assert fetch(url) == (200, "text/html; charset=utf-8", (WEB / "index.html").read_bytes())
-        assert fetch(base + "/kmq.js") == (200, "text/javascript; charset=utf-8", (WEB / "kmq.js").read_bytes())
+        for script in ("kmq.js", "coding1.js"):
+            assert fetch(f"{base}/{script}") == (200, "text/javascript; charset=utf-8", (WEB / script).read_bytes())
         assert fetch(f"{base}/file/{FIXTURE.name}")[2] == FIXTURE.read_bytes()
         for path in ("/view.py", "/../kmq.js", "/file/", "/file/other.kmq", "/fixtures/valid/" + FIXTURE.name):
             assert fetch(base + path)[0] == 404, path
@@ -112,4 +113,5 @@ def test_installed_wheel_serves_the_viewer_from_the_package(tmp_path):
     assert where.startswith(str(site))
     with serving([str(venv / "bin" / "kmq"), "view", str(FIXTURE), "--no-browser"], cwd=tmp_path) as (url, _):
         assert fetch(url)[2] == (site / "kmcodec" / "web" / "index.html").read_bytes() == (WEB / "index.html").read_bytes()
-        assert fetch(origin(url) + "/kmq.js")[2] == (site / "kmcodec" / "web" / "kmq.js").read_bytes() == (WEB / "kmq.js").read_bytes()
+        for script in ("kmq.js", "coding1.js"):
+            assert fetch(f"{origin(url)}/{script}")[2] == (site / "kmcodec" / "web" / script).read_bytes() == (WEB / script).read_bytes()

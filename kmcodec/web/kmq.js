@@ -1,5 +1,6 @@
 // kmq.js: a .kmq decoder written from spec/kmq.md alone, a second implementation
-// next to kmcodec's Python one. One dependency-free ES module for browsers and node.
+// next to kmcodec's Python one. A dependency-free ES module for browsers and node;
+// the labels of coding 1 come from coding1.js beside it.
 //
 //   import { decode, KmqError } from "./kmq.js";
 //   const img = decode(arrayBuffer, { maxPixels: 89478485 });
@@ -10,6 +11,8 @@
 // the rule's number (error.rule), kmcodec's name for it (error.kind) and a
 // one-line message saying what is wrong and where. Nothing proportional to W·H
 // is allocated before rule 6 (the length) has passed.
+
+import { decodeCodedLabels, KmqStreamError } from "./coding1.js";
 
 // §2: constants of the header, written once.
 export const MAGIC = Object.freeze([0x89, 0x4b, 0x4d, 0x51]); // "\x89KMQ"
@@ -330,379 +333,17 @@ function checkLabels(labels, h) {
   }
 }
 
-// ---------------------------------------------------------------- coding 1 (§11)
-
+// §11: coding 1 lives in coding1.js, a decoder written from §11 alone; its
+// rejections carry the rule of §7 (10–13) and become KmqErrors here.
 export const CODED_MIN_BYTES = 26; // §11.1: the smallest stream
-const CONTEXTS = 97; // §11.6
-const PRESENCE_BYTES = 13;
-const TOKENS = 72; // §11.7: the alphabet of every integer context
-const SCALE_BITS = 12; // §11.6: frequencies sum to 4096
-const SCALE = 1 << SCALE_BITS;
-const LANE_FLOOR = 65536; // §11.8: 2^16
-// §11.3: pattern -> m, the number of candidates; §11.4: the patterns of choosing pixels, by c.
-const PATTERN_M = [1, 2, 2, 3, 4, 1, 2, 3, 1, 2, 1];
-const CHOICE_PATTERNS = [1, 2, 3, 4, 6, 7, 9];
-const CHOICE_C = [-1, 0, 1, 2, 3, -1, 4, 5, -1, 6, -1]; // pattern -> c
-// §11.3: [present neighbours][counts, most first, as a string] -> pattern
-const PATTERNS = { 4: { 4: 0, 31: 1, 22: 2, 211: 3, 1111: 4 }, 3: { 3: 5, 21: 6, 111: 7 }, 2: { 2: 8, 11: 9 }, 1: { 1: 10 } };
 
-const streamError = (rule, kind) => (message) => { throw new KmqError(rule, kind, message); };
-const structureError = streamError(10, "StreamStructureError");
-const countError = streamError(11, "StreamLengthError");
-const endError = streamError(12, "StreamEndError");
-const symbolError = streamError(13, "SymbolRangeError");
-
-// §11.6: the alphabet of context t.
-function alphabetSize(t) {
-  return t < 41 ? TOKENS : PATTERN_M[CHOICE_PATTERNS[(t - 41) % 7]] + 1;
-}
-
-// §11.6: one frequency table, read from `at`; returns the slot -> symbol lookup and the bytes it took.
-function readTable(stream, at, offset, t) {
-  let p = at;
-  const byte = (what) => {
-    if (p >= stream.length) endError(`table of context ${t} runs past the label stream reading its ${what} (byte ${offset + p})`);
-    return stream[p++];
-  };
-  const n = byte("size");
-  if (n === 0 || n > alphabetSize(t)) structureError(`table of context ${t} at byte ${offset + at}: size ${n}, allowed 1..${alphabetSize(t)}`);
-  const freq = new Uint16Array(n);
-  let sum = 0;
-  for (let s = 0; s < n - 1; s++) {
-    const low = byte(`frequency ${s}`);
-    let f = low & 0x7f;
-    if (low & 0x80) {
-      const high = byte(`frequency ${s}`);
-      if (high & 0x80) structureError(`table of context ${t}: frequency ${s} is longer than 2 bytes (byte ${offset + p - 1})`);
-      f |= high << 7;
-    }
-    freq[s] = f;
-    sum += f;
+function decodeCoded({ bytes, offset, stream, h, palette }) {
+  try {
+    return decodeCodedLabels(bytes, offset, stream.length, { width: h.width, height: h.height, k: h.k, channels: h.channels, palette });
+  } catch (error) {
+    if (error instanceof KmqStreamError) throw new KmqError(error.rule, error.name, error.message);
+    throw error;
   }
-  if (sum > SCALE - 1) structureError(`table of context ${t} at byte ${offset + at}: the first ${n - 1} frequencies sum to ${sum}, at most ${SCALE - 1}`);
-  freq[n - 1] = SCALE - sum;
-  const symbolAt = new Uint8Array(SCALE);
-  const start = new Uint16Array(n);
-  for (let s = 0, c = 0; s < n; c += freq[s], s++) {
-    start[s] = c;
-    symbolAt.fill(s, c, c + freq[s]);
-  }
-  return { table: { symbolAt, freq, start }, end: p };
-}
-
-// §11.1 and §11.9 step 1: the fixed fields, the tables, the lane states; the parts' bounds.
-function readCodedFields(stream, offset) {
-  const view = new DataView(stream.buffer, stream.byteOffset, stream.length);
-  const method = stream[0];
-  if (method !== 0) structureError(`method at byte ${offset}: ${method}, only 0 is defined`);
-  const lanes = view.getUint16(1, true);
-  if (lanes === 0) structureError(`lanes at byte ${offset + 1}: 0, allowed 1..65535`);
-  const firstLabel = view.getUint16(3, true);
-  const extraBytes = view.getUint32(5, true);
-  const presence = stream.subarray(9, 9 + PRESENCE_BYTES);
-  if (presence[PRESENCE_BYTES - 1] & 0xfe) {
-    structureError(`presence at byte ${offset + 9 + PRESENCE_BYTES - 1}: bits set past context ${CONTEXTS - 1}`);
-  }
-  const tables = new Array(CONTEXTS).fill(null);
-  let p = 9 + PRESENCE_BYTES;
-  for (let t = 0; t < CONTEXTS; t++) {
-    if (presence[t >> 3] & (1 << (t & 7))) ({ table: tables[t], end: p } = readTable(stream, p, offset, t));
-  }
-  const left = stream.length - p;
-  if (4 * lanes + extraBytes > left) {
-    countError(`after the tables (byte ${offset + p}) ${left} bytes are left, but ${lanes} lane states and ${extraBytes} extra bytes need ${4 * lanes + extraBytes}`);
-  }
-  const wordBytes = left - 4 * lanes - extraBytes;
-  if (wordBytes % 2) structureError(`the rANS words take ${wordBytes} bytes (from byte ${offset + p + 4 * lanes + extraBytes}), an odd number`);
-  const states = new Float64Array(lanes); // 32-bit unsigned values, beyond int32
-  for (let i = 0; i < lanes; i++) {
-    states[i] = view.getUint32(p + 4 * i, true);
-    if (states[i] < LANE_FLOOR) structureError(`lane ${i} starts at state ${states[i]} (byte ${offset + p + 4 * i}), at least ${LANE_FLOOR}`);
-  }
-  const extraStart = p + 4 * lanes;
-  const wordStart = extraStart + extraBytes;
-  return { lanes, firstLabel, tables, states, extraStart, wordStart };
-}
-
-// §11.8: the interleaved rANS lanes over one shared run of u16 words.
-function symbolReader(stream, offset, fields) {
-  const { tables, states, lanes } = fields;
-  const view = new DataView(stream.buffer, stream.byteOffset, stream.length);
-  let word = fields.wordStart;
-  let i = 0; // symbols decoded so far
-  return {
-    next(t) {
-      const table = tables[t];
-      if (table === null) symbolError(`symbol ${i} needs context ${t}, which has no table`);
-      const lane = i % lanes;
-      let x = states[lane];
-      const slot = x % SCALE;
-      const s = table.symbolAt[slot];
-      x = table.freq[s] * Math.floor(x / SCALE) + slot - table.start[s];
-      if (x < LANE_FLOOR) {
-        if (word + 2 > stream.length) endError(`symbol ${i} reads a rANS word past the last one (byte ${offset + stream.length})`);
-        x = x * 65536 + view.getUint16(word, true);
-        word += 2;
-      }
-      states[lane] = x;
-      i++;
-      return s;
-    },
-    // §11.8: after the last pass, every word read and every lane back at 2^16.
-    finish() {
-      if (word !== stream.length) endError(`${(stream.length - word) / 2} rANS words left unread from byte ${offset + word}`);
-      const lane = states.findIndex((x) => x !== LANE_FLOOR);
-      if (lane >= 0) endError(`lane ${lane} ends in state ${states[lane]}, not ${LANE_FLOOR}`);
-    },
-  };
-}
-
-// §11.7: the extra-bit part, most significant bit first.
-function extraBitReader(stream, offset, fields) {
-  const start = fields.extraStart;
-  const end = fields.wordStart;
-  let bit = 0;
-  return {
-    read(count) {
-      let v = 0;
-      for (let j = 0; j < count; j++, bit++) {
-        const p = start + Math.floor(bit / 8);
-        if (p >= end) endError(`extra bits run past their ${end - start} bytes (byte ${offset + end})`);
-        v = v * 2 + ((stream[p] >> (7 - (bit % 8))) & 1);
-      }
-      return v;
-    },
-    finish() {
-      const used = Math.ceil(bit / 8);
-      if (start + used !== end) endError(`${end - start - used} whole extra bytes left unread from byte ${offset + start + used}`);
-      if (bit % 8 && stream[start + used - 1] & ((1 << (8 - (bit % 8))) - 1)) {
-        endError(`the extra bits' padding in byte ${offset + start + used - 1} is not zero`);
-      }
-    },
-  };
-}
-
-// §11.7: an integer's token; its value once the extra bits are read.
-const extraCount = (token) => (token < 16 ? 0 : 3 + ((token - 16) >> 1));
-function tokenValue(token, x) {
-  if (token < 16) return token;
-  const e = 4 + ((token - 16) >> 1);
-  return 2 ** e + ((token - 16) & 1) * 2 ** (e - 1) + x;
-}
-// Decode `count` tokens in context t, then their extra bits (§11.9 step 3).
-function readIntegers(symbols, extra, t, count) {
-  const tokens = new Array(count);
-  for (let j = 0; j < count; j++) tokens[j] = symbols.next(t);
-  return tokens.map((token) => tokenValue(token, extra.read(extraCount(token))));
-}
-
-// §11.2: the passes, coarsest first; each with its step d, kind, first pixel and group.
-function* passes(width, height) {
-  let S = 0;
-  while (2 ** S < Math.max(width, height)) S++;
-  for (let d = 2 ** (S - 1); d >= 1; d /= 2) {
-    const level = d === 1 ? 0 : d === 2 ? 1 : d <= 8 ? 2 : 3;
-    for (const [kind, x0, y0] of [[0, d, d], [1, d, 0], [1, 0, d]]) {
-      if (x0 < width && y0 < height) yield { d, diagonal: x0 === y0, x0, y0, group: 4 * kind + level };
-    }
-  }
-}
-
-// §11.3: the pattern from the number of present neighbours P and the two largest
-// counts: PATTERN_OF[25·P + 5·first + second].
-const PATTERN_OF = (() => {
-  const table = new Int8Array(125).fill(-1);
-  const set = (present, counts, pattern) => { table[25 * present + 5 * counts[0] + (counts[1] ?? 0)] = pattern; };
-  [[4, [4]], [4, [3, 1]], [4, [2, 2]], [4, [2, 1]], [4, [1, 1]], [3, [3]], [3, [2, 1]], [3, [1, 1]], [2, [2]], [2, [1, 1]], [1, [1]]]
-    .forEach(([present, counts], pattern) => set(present, counts, pattern));
-  return table;
-})();
-
-// §11.3: a pixel's candidates into cands[at … at + m), most held first, ties by
-// neighbour order (the first neighbour holding a label); returns its pattern.
-// `held` is scratch for the counts; absent neighbours are -1.
-function candidatesOf(n0, n1, n2, n3, cands, at, held) {
-  if (n0 === n1 && n1 === n2 && n2 === n3 && n0 >= 0) {
-    cands[at] = n0; // four equal neighbours, the common case: pattern 0
-    held[0] = 4;
-    return 0;
-  }
-  let m = 0;
-  let present = 0;
-  for (let j = 0; j < 4; j++) {
-    const v = j === 0 ? n0 : j === 1 ? n1 : j === 2 ? n2 : n3;
-    if (v < 0) continue;
-    present++;
-    let c = 0;
-    while (c < m && cands[at + c] !== v) c++;
-    if (c === m) {
-      cands[at + m] = v;
-      held[m++] = 0;
-    }
-    held[c]++;
-  }
-  // Insertion sort, moving only past strictly smaller counts: stable, so ties keep neighbour order.
-  for (let c = 1; c < m; c++) {
-    const v = cands[at + c];
-    const count = held[c];
-    let j = c;
-    for (; j > 0 && held[j - 1] < count; j--) {
-      cands[at + j] = cands[at + j - 1];
-      held[j] = held[j - 1];
-    }
-    cands[at + j] = v;
-    held[j] = count;
-  }
-  return PATTERN_OF[25 * present + 5 * held[0] + (m > 1 ? held[1] : 0)];
-}
-
-// §11.5: the label an escape rank r gives, or a rule-13 error.
-function escapeLabel(r, candidates, m, h, palette, order) {
-  const ref = candidates[0];
-  if (h.k > 256) {
-    const label = r % 2 === 0 ? ref + r / 2 : ref - (r + 1) / 2;
-    if (label < 0 || label >= h.k) symbolError(`escape rank ${r} from label ${ref} gives ${label}, outside 0..${h.k - 1}`);
-    return label;
-  }
-  if (r >= h.k - m) symbolError(`escape rank ${r} with ${m} candidates, allowed 0..${h.k - m - 1}`);
-  const ranked = order(ref);
-  for (let i = 0, left = r; ; i++) {
-    const entry = ranked[i];
-    let candidate = false;
-    for (let c = 0; c < m; c++) candidate ||= candidates[c] === entry;
-    if (!candidate && left-- === 0) return entry;
-  }
-}
-
-// §11.5 (K <= 256): every palette entry ordered by squared distance to entry ref, ties by index.
-function distanceOrder(palette, h) {
-  const cache = new Map();
-  return (ref) => {
-    if (!cache.has(ref)) {
-      const c = h.channels;
-      const dist = (e) => {
-        let sum = 0;
-        for (let j = 0; j < c; j++) sum += (palette[e * c + j] - palette[ref * c + j]) ** 2;
-        return sum;
-      };
-      const entries = Array.from({ length: h.k }, (_, e) => [dist(e), e]).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-      cache.set(ref, entries.map(([, e]) => e));
-    }
-    return cache.get(ref);
-  };
-}
-
-// §11.4: one pass: escape count, gaps, choices, escape ranks; then its labels.
-function decodePass(pass, labels, h, palette, symbols, extra, order, scratch) {
-  const { d, diagonal, x0, y0, group } = pass;
-  const { width, height } = h;
-  const n = passSize(pass, width, height);
-  const { cands, pattern, held } = scratch;
-  let u = 0;
-  // One flat loop over the pass's grid (nested loops leave optimised code at every row).
-  for (let i = 0, x = x0, y = y0; i < n; i++, x += 2 * d) {
-    if (x >= width) {
-      x = x0;
-      y += 2 * d;
-    }
-    const row = y * width;
-    {
-      // Neighbour order of §11.2; -1 for a neighbour outside the image.
-      let n0, n1, n2, n3;
-      if (diagonal) {
-        const up = y - d >= 0;
-        const down = y + d < height;
-        const left = x - d >= 0;
-        const right = x + d < width;
-        n0 = up && left ? labels[row - d * width + x - d] : -1;
-        n1 = up && right ? labels[row - d * width + x + d] : -1;
-        n2 = down && left ? labels[row + d * width + x - d] : -1;
-        n3 = down && right ? labels[row + d * width + x + d] : -1;
-      } else {
-        n0 = y - d >= 0 ? labels[row - d * width + x] : -1;
-        n1 = x - d >= 0 ? labels[row + x - d] : -1;
-        n2 = x + d < width ? labels[row + x + d] : -1;
-        n3 = y + d < height ? labels[row + d * width + x] : -1;
-      }
-      pattern[i] = candidatesOf(n0, n1, n2, n3, cands, 4 * i, held);
-      if (PATTERN_M[pattern[i]] === 1) {
-        // No pixel of a pass is another's neighbour (§11.2), so a label can be set
-        // at once: the candidate, until an escape overwrites it.
-        labels[row + x] = cands[4 * i];
-        u++;
-      }
-    }
-  }
-  const escapes = scratch.escapes.fill(0, 0, n);
-  if (u > 0) {
-    const [e] = readIntegers(symbols, extra, 0, 1);
-    if (e > u) countError(`a pass (d=${d}, group ${group}) lists ${e} escapes but has ${u} unanimous pixels`);
-    // Gaps -> the escapes' places among the unanimous pixels, then those pixels.
-    const places = [];
-    let p = -1;
-    for (const gap of readIntegers(symbols, extra, 1 + group, e)) {
-      p += 1 + gap;
-      if (p >= u) symbolError(`an escape gap runs to unanimous pixel ${p} of a pass (d=${d}, group ${group}) with ${u}`);
-      places.push(p);
-    }
-    for (let i = 0, seen = 0, g = 0; g < places.length; i++) {
-      if (PATTERN_M[pattern[i]] !== 1) continue;
-      if (seen++ === places[g]) {
-        escapes[i] = 1;
-        g++;
-      }
-    }
-  }
-  // Choices in raster order, setting the labels they pick; the escaping pixels, in raster order.
-  const escaping = [];
-  const choiceBase = 41 + 7 * group;
-  for (let i = 0, x = x0, y = y0; i < n; i++, x += 2 * d) {
-    if (x >= width) {
-      x = x0;
-      y += 2 * d;
-    }
-    const m = PATTERN_M[pattern[i]];
-    if (m > 1) {
-      const choice = symbols.next(choiceBase + CHOICE_C[pattern[i]]);
-      if (choice === m) escapes[i] = 1;
-      else labels[y * width + x] = cands[4 * i + choice];
-    }
-    if (escapes[i]) escaping.push(i);
-  }
-  const tokens = escaping.map((i) => symbols.next(9 + 4 * group + PATTERN_M[pattern[i]] - 1));
-  const ranks = tokens.map((token) => tokenValue(token, extra.read(extraCount(token))));
-  const columns = Math.ceil((width - x0) / (2 * d));
-  escaping.forEach((i, k) => {
-    const m = PATTERN_M[pattern[i]];
-    const at = (y0 + 2 * d * Math.floor(i / columns)) * width + x0 + 2 * d * (i % columns);
-    labels[at] = escapeLabel(ranks[k], cands.subarray(4 * i, 4 * i + m), m, h, palette, order);
-  });
-}
-
-const passSize = ({ d, x0, y0 }, width, height) => Math.ceil((width - x0) / (2 * d)) * Math.ceil((height - y0) / (2 * d));
-
-// Per-pixel arrays for the largest pass, shared by all passes (one allocation, not one per pass).
-function passScratch(passList, h) {
-  const most = Math.max(0, ...passList.map((pass) => passSize(pass, h.width, h.height)));
-  const cands = h.k <= 256 ? new Uint8Array(4 * most) : new Uint16Array(4 * most);
-  return { cands, pattern: new Uint8Array(most), escapes: new Uint8Array(most), held: new Int32Array(4) };
-}
-
-// §11.9: coding 1, with rules 10-13 in the order the decoder meets them.
-function decodeCoded({ stream, offset, h, count, palette }) {
-  const fields = readCodedFields(stream, offset); // step 1
-  if (fields.firstLabel >= h.k) symbolError(`first label at byte ${offset + 3}: ${fields.firstLabel}, not below k=${h.k}`); // step 2
-  const labels = newLabels(h, count);
-  labels[0] = fields.firstLabel;
-  const symbols = symbolReader(stream, offset, fields);
-  const extra = extraBitReader(stream, offset, fields);
-  const order = distanceOrder(palette, h);
-  const passList = [...passes(h.width, h.height)];
-  const scratch = passScratch(passList, h);
-  for (const pass of passList) decodePass(pass, labels, h, palette, symbols, extra, order, scratch); // step 3
-  symbols.finish(); // step 4
-  extra.finish();
-  return labels;
 }
 
 // §2 coding field -> the function that turns the label stream into W·H labels.
@@ -749,7 +390,7 @@ export function decode(data, { maxPixels = DEFAULT_MAX_PIXELS } = {}) {
   const palette = readPalette(bytes, h);
   const streamStart = HEADER_SIZE + size.palette;
   const stream = bytes.subarray(streamStart, bytes.length - CHECK_SIZE);
-  const labels = CODINGS[h.coding]({ stream, offset: streamStart, h, count, palette }); // rules 8-9 or 10-13
+  const labels = CODINGS[h.coding]({ bytes, stream, offset: streamStart, h, count, palette }); // rules 8-9 or 10-13
   return {
     width: h.width,
     height: h.height,
