@@ -1,4 +1,4 @@
-"""The `kmq` command: encode, decode, inspect and sweep .kmq files.
+"""The `kmq` command: encode, decode, inspect, sweep and view .kmq files.
 
 Data goes to stdout (`--json`, `info`, the `sweep` table); summaries, progress
 bars and errors go to stderr. Exit codes: 0 success, 1 bad input or failed
@@ -26,7 +26,7 @@ from typing import Sequence
 
 from PIL import Image
 
-from . import __version__, layout, progress, shared_cli
+from . import __version__, layout, progress, shared_cli, view
 from .batch import EncodeOptions, Job, Outcome, encode_file, output_paths, run
 from .choose_k import AUTO_KS, FitSettings
 from .codec import PILLOW_LIMIT, decode, recode
@@ -152,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     swp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     swp.set_defaults(run=run_sweep)
     shared_cli.add_palette_command(commands, add_fit_options)
+    view.add_parser(commands)
     return parser
 
 

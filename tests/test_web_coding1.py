@@ -206,7 +206,7 @@ class Batch:
         manifest = self.directory / "manifest.json"
         manifest.write_text(json.dumps(self.items))
         env = {"KMQ_CODING1_MANIFEST": str(manifest), "PATH": "/usr/bin:/bin"}
-        done = subprocess.run([*NODE, "--test", str(NODE_TEST)], capture_output=True, text=True, env=env, timeout=300)
+        done = subprocess.run([*NODE, "--test", "--test-reporter=tap", str(NODE_TEST)], capture_output=True, text=True, env=env, timeout=300)
         failed = [line for line in done.stdout.splitlines() if line.startswith("not ok")]
         assert done.returncode == 0, "\n".join(failed) + "\n" + done.stdout[-4000:] + done.stderr[-2000:]
         assert f"# pass {len(self.items) + 2}" in done.stdout

@@ -1,0 +1,68 @@
+"""The viewer in a real browser: headless Chromium loads it through `kmq view --no-browser`.
+
+The page writes CRC-32s of what it drew into <body data-*>; --dump-dom reads them
+back and they must equal kmcodec's decode. .ci/run installs Chromium and sets
+KMQ_REQUIRE_CHROMIUM, so CI runs these; elsewhere they skip when no Chromium is installed.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import shutil
+import subprocess
+import zlib
+from pathlib import Path
+
+import pytest
+
+import kmcodec
+from test_view import kmq_view, serving
+from test_web_decoder import rgba_bytes
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+if CHROMIUM is None and os.environ.get("KMQ_REQUIRE_CHROMIUM"):  # set by .ci/run: CI must run these
+    raise RuntimeError("KMQ_REQUIRE_CHROMIUM is set but no chromium is installed")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine (apt-get install chromium)")
+
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--virtual-time-budget=10000",  # lets the page's fetch and decode finish before the DOM is dumped
+]
+
+
+def page_state(url: str, profile: Path, *extra: str) -> dict[str, str]:
+    """Load `url` in headless Chromium; return the data-* attributes of <body> once the page settled."""
+    done = subprocess.run(
+        [CHROMIUM, *FLAGS, *extra, f"--user-data-dir={profile}", "--dump-dom", url],
+        capture_output=True, text=True, timeout=60,
+    )
+    body = re.search(r"<body([^>]*)>", done.stdout)
+    assert body, done.stdout[-2000:] + done.stderr[-2000:]
+    return {key: html.unescape(value) for key, value in re.findall(r'data-([\w-]+)="([^"]*)"', body.group(1))}
+
+
+@pytest.mark.parametrize(("name", "coding"), [("coffee_k16.kmq", 0), ("logo_rgba_k4.kmq", 0), ("coffee_k16.kmq", 1)])
+def test_viewer_canvas_holds_the_pixels_kmcodec_decodes(name, coding, tmp_path):
+    path = tmp_path / name
+    path.write_bytes(kmcodec.recode((ROOT / "fixtures" / "golden" / name).read_bytes(), compress=bool(coding)))
+    assert path.read_bytes()[6] == coding
+    image = kmcodec.read(path)
+    expected = f"{zlib.crc32(rgba_bytes(image.to_array())):08x}"
+    with serving(kmq_view(str(path), "--no-browser")) as (url, _):
+        state = page_state(url, tmp_path / "profile")
+    assert state.get("state") == "ready", state
+    assert state["decoded-crc32"] == state["drawn-crc32"] == expected
+    if image.channels != 4:  # a canvas stores premultiplied alpha, so only opaque pixels read back exactly
+        assert state["canvas-crc32"] == expected
+
+
+def test_viewer_shows_the_decoders_error_on_the_page(tmp_path):
+    """`kmq view` refuses bad files, so load one from file:// (allowed to read its folder) instead."""
+    page = (ROOT / "kmcodec" / "web" / "index.html").as_uri()
+    state = page_state(f"{page}?file=../../fixtures/malformed/bad_check_zero.kmq", tmp_path / "profile", "--allow-file-access-from-files")
+    assert state.get("state") == "error", state
+    assert "rule 7" in state["error"] and "bad check at byte 45" in state["error"]
