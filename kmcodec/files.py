@@ -98,7 +98,11 @@ def load_image(path: "str | os.PathLike[str]", frame: int | None = None) -> Pixe
     or frame `frame` (0-based) when given.
     """
     path = Path(path)
-    if path.is_dir():
+    try:
+        is_dir = path.is_dir()
+    except PermissionError:  # a directory on the way cannot be entered: is_dir raises rather than says no
+        raise ImageInputError(f"cannot read {path}: permission denied") from None
+    if is_dir:
         raise ImageInputError(f"cannot read {path}: it is a directory")
     try:
         with Image.open(path) as image:

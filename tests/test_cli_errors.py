@@ -182,6 +182,20 @@ def test_unreadable_input_exits_1(open_dir, command):
     assert sorted(p.name for p in open_dir.iterdir()) == [source.name]
 
 
+@NEEDS_UNPRIVILEGED
+def test_input_in_a_directory_that_cannot_be_entered_exits_1(open_dir):
+    """Path.is_dir raises PermissionError there rather than answering; that must not be a traceback."""
+    locked = open_dir / "locked"
+    locked.mkdir()
+    (locked / "in.png").write_bytes(FLAT.read_bytes())
+    locked.chmod(0)
+    try:
+        assert_error(kmq_unprivileged(open_dir, "encode", "locked/in.png", "-k", "4", "-o", "out.kmq"), "permission denied")
+    finally:
+        locked.chmod(0o755)
+    assert sorted(p.name for p in open_dir.iterdir()) == ["locked"]
+
+
 WRITE_ONLY = next((p for p in (Path("/sys/bus/nd/drivers_probe"), Path("/sys/bus/pci/rescan")) if p.exists()), None)
 
 
