@@ -38,7 +38,89 @@ class Mutant:
     regenerate_golden: bool = False  # rerun fixtures/make_golden.py first, as someone "fixing" the pins would
 
 
+C1 = ("tests/test_coding1.py", "tests/test_conformance.py")
+
 MUTANTS = [
+    Mutant(
+        "c1-rans-word-order",
+        "kmcodec/rans.py",
+        'self.words[self.word_pos : self.word_pos + reads]',
+        'self.words[self.word_pos : self.word_pos + reads][::-1]',
+        C1,
+        "coding 1: lanes of a round read their words in the wrong order",
+    ),
+    Mutant(
+        "c1-rans-lane-from-round",
+        "kmcodec/rans.py",
+        'lane0 = self.index % self.lanes',
+        'lane0 = 0',
+        C1,
+        "coding 1: every round starts at lane 0",
+    ),
+    Mutant(
+        "c1-edge-strips-skipped",
+        "kmcodec/coding1.py",
+        'if planes[:, rows, cols].size:',
+        'if False:',
+        C1,
+        "coding 1: pixels on the image's edges get the all-present code",
+    ),
+    Mutant(
+        "c1-escape-skip-off-by-one",
+        "kmcodec/coding1.py",
+        't += skip[:, j] <= t',
+        't += skip[:, j] < t',
+        C1,
+        "coding 1: escape ranks skip candidates off by one",
+    ),
+    Mutant(
+        "c1-gap-off-by-one",
+        "kmcodec/coding1.py",
+        'at = np.cumsum(gaps + 1) - 1',
+        'at = np.cumsum(gaps + 1)',
+        C1,
+        "coding 1: escape gaps one pixel late",
+    ),
+    Mutant(
+        "c1-escape-count-unchecked",
+        "kmcodec/coding1.py",
+        'if count > unanimous:',
+        'if count > unanimous + 1:',
+        C1,
+        "coding 1: an escape count one over the unanimous pixels passes",
+    ),
+    Mutant(
+        "c1-extra-byte-left-over",
+        "kmcodec/rans.py",
+        'if left >= 8:',
+        'if left >= 16:',
+        C1,
+        "coding 1: a whole unread extra-bit byte passes",
+    ),
+    Mutant(
+        "c1-lane-end-unchecked",
+        "kmcodec/rans.py",
+        'if (self.state != STATE_LOW).any():',
+        'if False:',
+        C1,
+        "coding 1: lanes need not end at 65536",
+    ),
+    Mutant(
+        "c1-bound-unchecked",
+        "kmcodec/container.py",
+        'if length > longest:',
+        'if length > longest + 2:',
+        C1,
+        "coding 1: a file 2 bytes over the bound passes",
+    ),
+    Mutant(
+        "c1-no-fallback",
+        "kmcodec/codec.py",
+        'if len(stream) < header.size.label_bytes:',
+        'if True:',
+        C1,
+        "compress writes coding 1 even when it is not smaller",
+    ),
     Mutant(
         "pair-byte-order",
         "kmcodec/codec.py",
