@@ -140,8 +140,8 @@ MUTANTS = [
     Mutant(
         "decode-shares-bytearray",
         "kmcodec/codec.py",
-        "parts.labels if isinstance(data, bytes) else",
-        "parts.labels if isinstance(data, (bytes, bytearray)) else",
+        "shared = isinstance(data, bytes) or",
+        "shared = isinstance(data, (bytes, bytearray)) or",
         ("tests/test_codec.py",),
         "decode keeps a view of the caller's bytearray",
     ),
