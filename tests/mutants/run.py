@@ -220,8 +220,8 @@ MUTANTS = [
     Mutant(
         "unused-entries-kept-uncounted",
         "kmcodec/palette.py",
-        "    if not keep.all():\n",
-        "    if False:\n",
+        "is some pixel's\n    if not used.all():\n",
+        "is some pixel's\n    if False:\n",
         ("tests/test_palette.py",),
         "unused palette entries are not dropped (uncounted colours)",
     ),
