@@ -155,7 +155,7 @@ class Pass:
 
     def candidates(self, index: np.ndarray) -> np.ndarray:
         """(len(index), 4) candidates of the pixels `index`, -1 beyond m."""
-        out = np.stack([self.candidate(index, i) for i in range(4)], axis=1).astype(np.int64)
+        out = np.stack([self.candidate(index, i) for i in range(4)], axis=1).astype(np.int32)
         out[np.arange(4)[None, :] >= self.m[index][:, None]] = -1
         return out
 
@@ -237,7 +237,7 @@ class EscapeOrder:
         if self.ranked:
             p = palette.astype(np.int64)
             dist = ((p[:, None, :] - p[None, :, :]) ** 2).sum(axis=2)
-            self.order = np.argsort(dist * self.k + np.arange(self.k)[None, :], axis=1)  # ties: lower index
+            self.order = np.argsort(dist * self.k + np.arange(self.k)[None, :], axis=1).astype(np.int32)  # ties: lower index
             self.position = np.empty_like(self.order)
             np.put_along_axis(self.position, self.order, np.arange(self.k)[None, :], axis=1)
 
@@ -296,8 +296,8 @@ def encode_labels(labels: np.ndarray, palette: np.ndarray) -> bytes:
         ctx_parts.append(np.broadcast_to(np.asarray(ctx).astype(np.uint8), symbols.shape))
         sym_parts.append(symbols)
         if nbits is not None:
-            nbit_parts.append(nbits)
-            bit_parts.append(bits)
+            nbit_parts.append(np.asarray(nbits).astype(np.uint8))  # at most 31
+            bit_parts.append(np.asarray(bits).astype(np.uint32))
 
     def emit_tokens(ctx, values) -> None:
         tokens, nbits, extra = rans.to_tokens(values)
@@ -324,11 +324,13 @@ def encode_labels(labels: np.ndarray, palette: np.ndarray) -> bytes:
             ranks = escapes.ranks(own[esc].astype(np.int64), p.candidates(esc), p.m[esc])
             emit_tokens(CTX_ESCAPE + 4 * p.group + p.m[esc].astype(np.int64) - 1, ranks)
 
+    counts = np.zeros(CONTEXTS * rans.TOKENS, np.int64)
+    for c, y in zip(ctx_parts, sym_parts):  # part by part: no int32 copy as long as the stream
+        counts += np.bincount(c.astype(np.int32) * rans.TOKENS + y, minlength=CONTEXTS * rans.TOKENS)
+    counts = counts.reshape(CONTEXTS, rans.TOKENS)
     ctx = np.concatenate(ctx_parts) if ctx_parts else np.zeros(0, np.uint8)
     sym = np.concatenate(sym_parts) if sym_parts else np.zeros(0, np.uint8)
     del ctx_parts, sym_parts
-    counts = np.bincount(ctx.astype(np.int32) * rans.TOKENS + sym, minlength=CONTEXTS * rans.TOKENS)
-    counts = counts.reshape(CONTEXTS, rans.TOKENS).astype(np.int64)
     tables = np.zeros_like(counts)
     present = bytearray(PRESENT_BYTES)
     table_bytes = bytearray()

@@ -280,18 +280,21 @@ class Decoder:
 
 
 def pack_bits(values: np.ndarray, nbits: np.ndarray) -> bytes:
-    """Values of nbits each (0..31), MSB first, into bytes padded with zero bits."""
+    """Values of nbits each (0..31), MSB first, into bytes padded with zero bits.
+
+    One byte per bit of output is the only array as long as the stream: bit j of
+    every value is placed in one pass over the values, for j = 0..30.
+    """
     nbits = np.asarray(nbits, np.int64)
     keep = nbits > 0
     values, nbits = np.asarray(values, np.int64)[keep], nbits[keep]
     if values.size == 0:
         return b""
-    # Expand to single bits: bit j of value i (from the top) at its stream position.
-    total = int(nbits.sum())
-    owner = np.repeat(np.arange(values.size), nbits)
     first = np.cumsum(nbits) - nbits
-    within = np.arange(total) - first[owner]
-    bits = ((values[owner] >> (nbits[owner] - 1 - within)) & 1).astype(np.uint8)
+    bits = np.zeros(int(nbits.sum()), np.uint8)
+    for j in range(int(nbits.max())):
+        has = nbits > j  # values with a bit j (from the top)
+        bits[first[has] + j] = (values[has] >> (nbits[has] - 1 - j)) & 1
     return np.packbits(bits).tobytes()
 
 
