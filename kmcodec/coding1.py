@@ -330,7 +330,8 @@ def encode_labels(labels: np.ndarray, palette: np.ndarray) -> bytes:
     counts = counts.reshape(CONTEXTS, rans.TOKENS)
     ctx = np.concatenate(ctx_parts) if ctx_parts else np.zeros(0, np.uint8)
     sym = np.concatenate(sym_parts) if sym_parts else np.zeros(0, np.uint8)
-    del ctx_parts, sym_parts
+    ctx_parts.clear()  # the parts are in ctx and sym now
+    sym_parts.clear()
     tables = np.zeros_like(counts)
     present = bytearray(PRESENT_BYTES)
     table_bytes = bytearray()
