@@ -263,7 +263,8 @@ class KmqImage:
             return self._lookup_decode()[: count * channels].reshape(self.height, self.width, channels)
         out = np.empty((count, channels), np.uint8)
         if self._payload is None:
-            gather(as_items(self.palette), self._labels.reshape(-1), out.view(as_items(self.palette).dtype).reshape(-1))
+            rows = as_items(self.palette)  # coding 1: labels are decoded already; one threaded gather
+            gather(rows, self._labels.reshape(-1), out.view(rows.dtype).reshape(-1))
             return out.reshape(self.height, self.width, channels)
         for start, band in self._bands(bitpack.CHUNK):
             out[start : start + band.shape[0]] = self.palette[band]
