@@ -16,7 +16,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from . import bitpack, coding1, container, layout
+from . import bitpack, coding1, container, layout, zstd_labels
 from ._mapped import mapping_of, release
 from .errors import ImageInputError, ParameterError
 from .palette import PaletteFit, fit_palette
@@ -137,6 +137,9 @@ def pack(palette: np.ndarray, labels: np.ndarray, *, compress: bool = False) -> 
     header = container.Header(width=labels.shape[1], height=labels.shape[0], k=k, channels=palette.shape[1])
     if compress and header.size.label_bytes > layout.MIN_CODED_BYTES:
         stream = coding1.encode_labels(labels, palette)
+        alternative = zstd_labels.encode_labels(labels, k, beat=min(len(stream), header.size.label_bytes))
+        if alternative is not None and len(alternative) >= layout.MIN_CODED_BYTES:
+            stream = alternative  # method 1 (spec §11.11): text and screenshots
         if len(stream) < header.size.label_bytes:
             coded = container.Header(header.width, header.height, k, header.channels, coding=layout.CODING_CODED)
             return container.join(coded, palette.tobytes(), stream)

@@ -34,11 +34,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import rans
+from . import rans, zstd_labels
 from .bitpack import label_dtype
 from .errors import StreamLengthError, StreamStructureError, SymbolRangeError
 
-METHOD = 0  # spec §11.1: the only method
+METHOD = 0  # spec §11.1: this module's method; method 1 is `zstd_labels` (§11.11)
 HEADER_SIZE = 9  # method, lanes, first label, extra bytes
 RANK_MAX_K = 256  # spec §11.5: up to this K escapes are ranked by colour distance
 
@@ -373,8 +373,10 @@ def decode_labels(stream: memoryview, width: int, height: int, palette: np.ndarr
     where = f"the label stream (byte {offset})"
     reader = rans.Reader(stream, f"byte {offset}")
     method = reader.u8("method")
+    if method == zstd_labels.METHOD:
+        return zstd_labels.decode_labels(stream, width, height, k, offset)
     if method != METHOD:
-        raise StreamStructureError(f"bad method at byte {offset}: {method}, coding 1 allows only {METHOD}")
+        raise StreamStructureError(f"bad method at byte {offset}: {method}, coding 1 allows 0 and 1")
     lanes = reader.uint(2, "lanes")
     if lanes < 1:
         raise StreamStructureError(f"bad lanes at byte {offset + 1}: 0, allowed 1..{rans.MAX_LANES}")

@@ -25,6 +25,7 @@ WEB_FILES = {
     "index.html": "text/html; charset=utf-8",
     "kmq.js": "text/javascript; charset=utf-8",
     "coding1.js": "text/javascript; charset=utf-8",
+    "vendor/fzstd.js": "text/javascript; charset=utf-8",
 }
 
 

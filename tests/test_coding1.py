@@ -275,7 +275,15 @@ def test_golden_coding1_file_reencodes_byte_identically(source, k, seed, stem):
     data = stem.with_suffix(".kmq").read_bytes()
     header = kmcodec.decode(data)
     assert data[6] == 1 and len(data) < bound(header.width, header.height, header.k, header.channels)
-    assert kmcodec.encode(pixels, k, seed=seed, compress=True) == data
+    again = kmcodec.encode(pixels, k, seed=seed, compress=True)
+    stream_at = 24 + header.channels * header.k
+    if data[stream_at] == 0:
+        assert again == data
+    else:
+        # Method 1's frame is libzstd's output, which a zstandard release may change:
+        # the header, palette and method must match, and the labels (checked below).
+        assert again[: stream_at + 1] == data[: stream_at + 1]
+        assert np.array_equal(kmcodec.decode(again).labels, header.labels)
     # The same palette and labels as the raw encode of the same image: only the coding differs.
     raw = kmcodec.decode(kmcodec.encode(pixels, k, seed=seed))
     image = kmcodec.decode(data)

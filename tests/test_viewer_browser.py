@@ -45,11 +45,16 @@ def page_state(url: str, profile: Path, *extra: str) -> dict[str, str]:
     return {key: html.unescape(value) for key, value in re.findall(r'data-([\w-]+)="([^"]*)"', body.group(1))}
 
 
-@pytest.mark.parametrize(("name", "coding"), [("coffee_k16.kmq", 0), ("logo_rgba_k4.kmq", 0), ("coffee_k16.kmq", 1)])
-def test_viewer_canvas_holds_the_pixels_kmcodec_decodes(name, coding, tmp_path):
+@pytest.mark.parametrize(
+    ("name", "coding", "method"), [("coffee_k16.kmq", 0, None), ("logo_rgba_k4.kmq", 0, None), ("coffee_k16.kmq", 1, 0), ("logo_rgba_k4.kmq", 1, 1)]
+)
+def test_viewer_canvas_holds_the_pixels_kmcodec_decodes(name, coding, method, tmp_path):
     path = tmp_path / name
     path.write_bytes(kmcodec.recode((ROOT / "fixtures" / "golden" / name).read_bytes(), compress=bool(coding)))
-    assert path.read_bytes()[6] == coding
+    data = path.read_bytes()
+    assert data[6] == coding
+    if method is not None:  # method 1 (§11.11) loads vendor/fzstd.js through `kmq view`
+        assert data[24 + data[5] * int.from_bytes(data[16:20], "little")] == method
     image = kmcodec.read(path)
     expected = f"{zlib.crc32(rgba_bytes(image.to_array())):08x}"
     with serving(kmq_view(str(path), "--no-browser")) as (url, _):

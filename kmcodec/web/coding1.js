@@ -9,12 +9,16 @@
 //      integers as tokens plus extra bits (§11.7), every symbol rANS-decoded by
 //      lane i mod L (§11.8);
 //   4. the end checks: no word, extra byte or lane state left over.
+// A stream whose method byte is 1 is one Zstandard frame instead (§11.11):
+// decodeZstdLabels walks its headers (steps 1–3), then fzstd decompresses it.
 // A rejection throws a KmqStreamError carrying the rule number of §7 (10–13)
 // and the class name the spec gives it.
 //
 // Nothing is allocated from a count read from the stream before that count has
 // been checked against the header or the stream's length; the label map is
 // allocated after the tables and lengths pass.
+
+import { Decompress as ZstdDecompress } from "./vendor/fzstd.js";
 
 /** The spec's rejection of a coding-1 label stream: `rule` is §7's number, `name` its class. */
 export class KmqStreamError extends Error {
@@ -39,6 +43,7 @@ function fail(rule, message) {
 
 // §11.1: the fixed fields.
 const METHOD = 0;
+const ZSTD_METHOD = 1; // §11.11
 const PRESENCE_BYTES = 13;
 const TABLES_AT = 22;
 // §11.6: contexts, alphabets and the frequency scale.
@@ -68,6 +73,7 @@ const NEAREST_MAX_K = 256;
  */
 export function decodeCodedLabels(bytes, streamOffset, streamLength, { width, height, k, channels, palette }) {
   const stream = { bytes, base: streamOffset, end: streamOffset + streamLength };
+  if (streamLength > 0 && bytes[streamOffset] === ZSTD_METHOD) return decodeZstdLabels(stream, width, height, k);
   const head = readHead(stream); // §11.9 step 1
   const tables = readTables(stream, head.presence);
   const parts = splitParts(stream, head, tables.end);
@@ -103,7 +109,7 @@ function readHead(stream) {
   const { bytes, base } = stream;
   need(stream, base, TABLES_AT, "the fixed fields");
   const method = bytes[base];
-  if (method !== METHOD) fail(10, `${where(stream, base)}: method is ${method}, only ${METHOD} is defined`);
+  if (method !== METHOD) fail(10, `${where(stream, base)}: method is ${method}, only ${METHOD} and ${ZSTD_METHOD} are defined`);
   const lanes = bytes[base + 1] | (bytes[base + 2] << 8);
   if (lanes === 0) fail(10, `${where(stream, base + 1)}: lanes is 0, must be 1 … 65535`);
   const firstLabel = bytes[base + 3] | (bytes[base + 4] << 8);
@@ -631,4 +637,70 @@ function nearestOrder(ctx, ref) {
   for (let i = 0; i < k; i++) order[i] = keys[i] % NEAREST_MAX_K;
   ctx.nearest[ref] = order;
   return order;
+}
+
+// ---------------------------------------------------------------- §11.11 method 1: one Zstandard frame
+
+const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
+const ZSTD_MAX_BLOCK = 131072;
+
+/** §11.11: the labels from a method-1 stream, checking steps 1–5 in order. */
+function decodeZstdLabels(stream, width, height, k) {
+  const { bytes, base, end } = stream;
+  const wide = k > 256; // B = 2 bytes a label
+  const size = width * height * (wide ? 2 : 1);
+  // Step 1: magic and frame header descriptor.
+  for (let i = 0; i < 4; i++) {
+    if (base + 1 + i >= end || bytes[base + 1 + i] !== ZSTD_MAGIC[i]) fail(10, `${where(stream, base + 1)}: not the Zstandard magic 28 b5 2f fd`);
+  }
+  if (base + 5 >= end) fail(10, `${where(stream, base + 5)}: the stream ends before the frame header descriptor`);
+  const fhd = bytes[base + 5];
+  if (!(fhd & 0x20)) fail(10, `${where(stream, base + 5)}: frame header descriptor ${fhd}: the single-segment bit (0x20) must be set`);
+  if (fhd & 0x08) fail(10, `${where(stream, base + 5)}: frame header descriptor ${fhd}: the reserved bit (0x08) must be 0`);
+  if (fhd & 0x04) fail(10, `${where(stream, base + 5)}: frame header descriptor ${fhd}: a content checksum (0x04) is not allowed`);
+  if (fhd & 0x03) fail(10, `${where(stream, base + 5)}: frame header descriptor ${fhd}: a dictionary id (0x03) is not allowed`);
+  // Step 2: the content size, F = 1, 2, 4 or 8 bytes.
+  const fieldBytes = [1, 2, 4, 8][fhd >> 6];
+  let pos = base + 6;
+  if (pos + fieldBytes > end) fail(12, `${where(stream, pos)}: the stream ends inside the frame's content size`);
+  let contentSize = 0;
+  for (let i = fieldBytes - 1; i >= 0; i--) contentSize = contentSize * 256 + bytes[pos + i];
+  if (fieldBytes === 2) contentSize += 256;
+  if (contentSize !== size) fail(11, `${where(stream, pos)}: the frame's content size is ${contentSize} bytes, the header needs ${size}`);
+  pos += fieldBytes;
+  // Step 3: walk the blocks to the frame's end.
+  const blockMax = Math.min(size, ZSTD_MAX_BLOCK);
+  for (;;) {
+    if (pos + 3 > end) fail(12, `${where(stream, pos)}: the stream ends inside a block header`);
+    const head = bytes[pos] | (bytes[pos + 1] << 8) | (bytes[pos + 2] << 16);
+    const last = head & 1, type = (head >> 1) & 3, blockSize = head >>> 3;
+    if (type === 3) fail(10, `${where(stream, pos)}: block type 3 is reserved`);
+    if (blockSize > blockMax) fail(10, `${where(stream, pos)}: block size ${blockSize}, at most ${blockMax}`);
+    const body = type === 1 ? 1 : blockSize;
+    if (pos + 3 + body > end) fail(12, `${where(stream, pos)}: the block needs ${body} bytes, but the stream ends at byte ${end - base}`);
+    pos += 3 + body;
+    if (last) break;
+  }
+  if (pos !== end) fail(12, `${where(stream, pos)}: ${end - pos} byte(s) left over after the frame`);
+  // Step 4: decompress block by block into the N·B bytes, stopping at the first byte beyond them.
+  const content = new Uint8Array(size);
+  let filled = 0;
+  try {
+    const inflater = new ZstdDecompress((chunk) => {
+      if (filled + chunk.length > size) throw new Error(`the frame holds more than its content size, ${size} bytes`);
+      content.set(chunk, filled);
+      filled += chunk.length;
+    });
+    inflater.push(bytes.subarray(base + 1, end), true);
+  } catch (error) {
+    fail(10, `${where(stream, base + 1)}: bad Zstandard data: ${error.message}`);
+  }
+  if (filled !== size) fail(10, `${where(stream, base + 1)}: the frame holds ${filled} bytes, its content size says ${size}`);
+  // Step 5: every label below K, little-endian when B = 2.
+  const labels = wide ? new Uint16Array(width * height) : new Uint8Array(content.buffer, content.byteOffset, size);
+  if (wide) for (let i = 0; i < labels.length; i++) labels[i] = content[2 * i] | (content[2 * i + 1] << 8);
+  for (let i = 0; i < labels.length; i++) {
+    if (labels[i] >= k) fail(13, `${where(stream, base + 1)}: label ${labels[i]} of pixel ${i} is not below K = ${k}`);
+  }
+  return labels;
 }

@@ -58,7 +58,7 @@ test("spec §11.10 worked example decodes to the image it describes", () => {
 
 test("a rejection carries the rule number and the spec's class name", () => {
   const bytes = specDumps()[3].slice();
-  bytes[36] = 1; // method (§11.1)
+  bytes[36] = 2; // method (§11.1): 0 and 1 are defined
   assert.throws(() => decode(bytes), (e) => e instanceof KmqStreamError && e.rule === 10 && e.name === "StreamStructureError" && /method/.test(e.message));
 });
 

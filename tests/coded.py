@@ -1,0 +1,39 @@
+"""Test helpers that build coding-1 files of a chosen method, whatever kmcodec's encoder would pick."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import kmcodec
+from kmcodec import container, layout
+
+
+def method0_file(palette: np.ndarray, labels: np.ndarray) -> bytes | None:
+    """A coding-1 file whose label stream is method 0 (spec §11.1-§11.10); None when over the bound."""
+    header = container.Header(labels.shape[1], labels.shape[0], palette.shape[0], palette.shape[1], coding=layout.CODING_CODED)
+    stream = kmcodec.coding1.encode_labels(labels, palette)
+    if len(stream) >= header.size.label_bytes:
+        return None
+    return container.join(header, palette.tobytes(), stream)
+
+
+def tiled_labels(rng: np.random.Generator, k: int, tile: tuple[int, int], repeats: tuple[int, int]) -> np.ndarray:
+    """A random tile repeated: what a glyph or icon repeated across a screenshot gives, and method 1 wins."""
+    return np.tile(rng.integers(0, k, tile), repeats)
+
+
+def stream_method(data: bytes) -> int:
+    """The method byte of a coding-1 file (spec §11.1)."""
+    return data[24 + data[5] * int.from_bytes(data[16:20], "little")]
+
+
+# fzstd, the JavaScript decoder's Zstandard library, accepts some corrupt frames that
+# libzstd rejects (about 7% of frames with 1-3 random bytes changed and the CRC-32
+# repaired): spec §11.11 step 4 leaves that check to the library. Such files are
+# left out of the JS-against-Python agreement tests; steps 1-3 and 5 are ours and must agree.
+LIBRARY_REJECTS = "bad Zstandard data"
+
+
+def zstd_library_rejects(error: Exception) -> bool:
+    """True when kmcodec rejected a method-1 frame inside the Zstandard library (step 4)."""
+    return LIBRARY_REJECTS in str(error)
