@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import kmcodec
+from coded import method0_file
 from kmcodec import coding1, errors, layout, rans
 
 SPEC = Path(__file__).resolve().parents[1] / "spec" / "kmq.md"
@@ -232,7 +233,7 @@ def test_decode_memory_is_bounded_by_the_header():
     """A 1000 x 1000 coding-1 decode: the label map and the pass arrays, nothing sized by stream claims."""
     y, x = np.mgrid[0:1000, 0:1000]
     labels = ((x // 50 + y // 70) % 16).astype(np.uint8)
-    data = kmcodec.pack(np.arange(48, dtype=np.uint8).reshape(16, 3), labels, compress=True)
+    data = method0_file(np.arange(48, dtype=np.uint8).reshape(16, 3), labels)  # the passes of method 0
     assert data[6] == 1
     tracemalloc.start()
     try:
@@ -306,3 +307,69 @@ def test_random_streams_behind_a_valid_header_decode_or_raise_a_format_error(str
         assert str(exc) and "\n" not in str(exc)
     else:
         assert image.labels.shape == (height, width) and int(image.labels.max()) < k
+
+
+# ---------------------------------------------------------------- method 1 (spec §11.11)
+
+
+def method_of(data: bytes) -> int:
+    return data[24 + data[5] * struct.unpack_from("<I", data, 16)[0]]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from([2, 5, 16, 200, 256, 257, 3000, 65536]),
+    st.sampled_from([1, 3, 4]),
+    st.tuples(st.integers(1, 9), st.integers(1, 9)),
+    st.tuples(st.integers(1, 10), st.integers(1, 10)),
+    st.integers(0, 2**32 - 1),
+)
+def test_the_encoder_keeps_the_smaller_method_and_both_round_trip(k, channels, tile, repeats, seed):
+    """Repeated random tiles (glyphs, icons): method 1's ground. Whichever method is written is no
+    longer than method 0's stream, and decodes to the labels."""
+    rng = np.random.default_rng(seed)
+    labels = np.tile(rng.integers(0, k, tile), repeats)
+    palette = rng.integers(0, 256, (k, channels)).astype(np.uint8)
+    data = kmcodec.pack(palette, labels, compress=True)
+    assert len(data) <= bound(labels.shape[1], labels.shape[0], k, channels)
+    image = kmcodec.decode(data)
+    assert np.array_equal(image.labels, labels) and np.array_equal(image.palette, palette)
+    if data[6] == 1:
+        assert len(data) - 28 - palette.size <= len(coding1.encode_labels(labels, palette))
+
+
+@pytest.mark.parametrize(("k", "channels"), [(2, 3), (16, 1), (256, 4), (300, 3), (65536, 1)])
+def test_a_repeated_tile_is_written_as_one_zstandard_frame(k, channels):
+    rng = np.random.default_rng(k)
+    labels = np.tile(rng.integers(0, k, (7, 11)), (9, 8))
+    data = kmcodec.pack(rng.integers(0, 256, (k, channels)).astype(np.uint8), labels, compress=True)
+    assert data[6] == 1 and method_of(data) == 1
+    assert np.array_equal(kmcodec.decode(data).labels, labels)
+
+
+def test_photos_stay_on_method_0():
+    """The golden photo files: the level-3 trial is far from method 0, so the slow level never runs."""
+    for name in ("coffee_k16_z", "chelsea_k64_z", "camera_grey_k8_z"):
+        assert method_of((GOLDEN / "golden" / f"{name}.kmq").read_bytes()) == 0, name
+
+
+def test_method1_decode_allocates_only_the_content():
+    """A 2000 x 2000, K = 2 frame of RLE blocks: the decoder holds the 4 MB of labels, not more."""
+    import sys
+
+    sys.path.insert(0, str(GOLDEN))
+    from make_conformance import rle_block, zstd_frame
+
+    n = 2000 * 2000
+    blocks = b"".join(rle_block(i % 2, 131072) for i in range(n // 131072)) + rle_block(1, n % 131072, last=True)
+    palette = np.array([[0, 0, 0], [255, 255, 255]], np.uint8)
+    header = kmcodec.container.Header(2000, 2000, 2, 3, coding=layout.CODING_CODED)
+    data = kmcodec.container.join(header, palette.tobytes(), zstd_frame(n, blocks))
+    tracemalloc.start()
+    try:
+        labels = kmcodec.decode(data).labels
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert labels[0, 0] == 0 and labels[-1, -1] == 1
+    assert peak < 3 * n  # content (N bytes) plus the label view and the range check's N booleans

@@ -42,6 +42,38 @@ C1 = ("tests/test_coding1.py", "tests/test_conformance.py")
 
 MUTANTS = [
     Mutant(
+        "c1z-bytes-after-frame",
+        "kmcodec/zstd_labels.py",
+        "    if pos != n:",
+        "    if pos > n:",
+        C1,
+        "coding 1 method 1: bytes after the Zstandard frame are accepted",
+    ),
+    Mutant(
+        "c1z-label-range",
+        "kmcodec/zstd_labels.py",
+        "bad = labels >= k",
+        "bad = labels > k",
+        C1,
+        "coding 1 method 1: a label equal to K is accepted",
+    ),
+    Mutant(
+        "c1z-content-size-plus-256",
+        "kmcodec/zstd_labels.py",
+        '+ (256 if size_bytes == 2 else 0)',
+        '+ 0',
+        C1,
+        "coding 1 method 1: a 2-byte content size read without its +256",
+    ),
+    Mutant(
+        "c1z-never-chosen",
+        "kmcodec/zstd_labels.py",
+        "TRIAL_RATIO = 1.2",
+        "TRIAL_RATIO = 0.0",
+        C1,
+        "coding 1: the encoder never writes method 1",
+    ),
+    Mutant(
         "c1-rans-word-order",
         "kmcodec/rans.py",
         'self.words[self.word_pos : self.word_pos + reads]',
