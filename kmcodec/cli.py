@@ -207,7 +207,8 @@ def coding_text(s: dict) -> str:
     if s["coding"] == layout.CODING_CODED:
         share = 100 * s["bytes"] / s["formula_bytes"]
         return (
-            f"coding 1, coded labels at {s['label_bits_per_pixel']:.3f} bits/pixel: {share:.1f}% of the formula,"
+            f"coding 1 ({layout.METHOD_NAMES[s['label_method']]}), coded labels at {s['label_bits_per_pixel']:.3f} bits/pixel:"
+            f" {share:.1f}% of the formula,"
             f" within its bound" if s["formula_holds"] else "coding 1 OVER THE BOUND"
         )
     why = "; coding 1 was not smaller" if s.get("compress") else ""
@@ -415,11 +416,15 @@ def run_info(args: argparse.Namespace) -> int:
     except KmqError as exc:
         problem = str(exc)
     label_bytes = len(data) - layout.OVERHEAD - size.palette_bytes
+    stream_at = layout.HEADER_SIZE + size.palette_bytes
+    method = data[stream_at] if coded and len(data) > stream_at else None
     report = {
         "file": str(source),
         "version": header.version,
         "coding": header.coding,
         "coding_name": layout.CODING_NAMES[header.coding],
+        "label_method": method,
+        "label_method_name": layout.METHOD_NAMES.get(method) if method is not None else None,
         "width": header.width,
         "height": header.height,
         "channels": header.channels,
@@ -449,7 +454,8 @@ def run_info(args: argparse.Namespace) -> int:
         rule = "the bound: a coding-1 file is at most this" if coded else "exactly, for coding 0"
         lines = [
             f"file            {source}",
-            f"format          .kmq version {header.version}, coding {header.coding} ({layout.CODING_NAMES[header.coding]})",
+            f"format          .kmq version {header.version}, coding {header.coding} ({layout.CODING_NAMES[header.coding]}"
+            + (f", {report['label_method_name'] or f'unknown method {method}'})" if coded and method is not None else ")"),
             f"width           {header.width}",
             f"height          {header.height}",
             f"channels        {header.channels} ({CHANNEL_NAMES.get(header.channels, '?')})",

@@ -23,13 +23,13 @@ ENCODE_KEYS = {
     "input", "output", "width", "height", "channels", "k", "requested_k", "bits_per_pixel", "bytes",
     "formula_bits", "formula_bytes", "formula_holds", "raw_bytes", "ratio", "cost", "mse", "psnr",
     "dither", "psnr_without_dither", "method", "reason", "trials", "seconds", "notes",
-    "coding", "compress", "label_bytes", "label_bits_per_pixel",
+    "coding", "label_method", "compress", "label_bytes", "label_bits_per_pixel",
     "input_exact", "mse_8bit", "psnr_8bit",
 }
 INFO_KEYS = {
     "file", "version", "coding", "width", "height", "channels", "k", "bits_per_pixel", "bytes",
     "formula_bits", "formula_bytes", "formula_holds", "check_valid", "valid", "error",
-    "coding_name", "label_bits_per_pixel", "formula_ratio",
+    "coding_name", "label_method", "label_method_name", "label_bits_per_pixel", "formula_ratio",
 }
 
 

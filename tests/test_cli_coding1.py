@@ -39,7 +39,8 @@ def test_encode_compress_writes_coding_1_within_the_bound(work):
 
 def test_encode_summary_says_which_coding_and_why(work):
     coded = kmq("encode", "shapes.png", "-k", "8", "--compress", cwd=work)
-    assert "coding 1, coded labels" in coded.stderr and "within its bound" in coded.stderr
+    method = (work / "shapes.kmq").read_bytes()[24 + 3 * 8]
+    assert f"coding 1 (method {method}, " in coded.stderr and "coded labels at" in coded.stderr and "within its bound" in coded.stderr
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16, 3), np.uint8)).save(work / "noise.png")
     fallback = kmq("encode", "noise.png", "-k", "16", "-z", cwd=work)
     assert fallback.returncode == 0, fallback.stderr
@@ -81,10 +82,11 @@ def test_info_reports_coding_bytes_and_the_bound(work):
     size = (work / "shapes.kmq").stat().st_size
     text = kmq("info", "shapes.kmq", cwd=work)
     assert text.returncode == 0, text.stderr
-    assert "coding 1 (coded labels)" in text.stdout
+    method = (work / "shapes.kmq").read_bytes()[24 + 48]
+    assert f"coding 1 (coded labels, method {method}, " in text.stdout
     assert f"file is {size} bytes" in text.stdout and "the bound" in text.stdout
     report = json.loads(kmq("info", "shapes.kmq", "--json", cwd=work).stdout)
-    assert report["coding"] == 1 and report["bytes"]["file"] == size
+    assert report["coding"] == 1 and report["bytes"]["file"] == size and report["label_method"] == method
     assert report["formula_bytes"] == formula(96, 64, 16)
     assert report["formula_ratio"] == pytest.approx(size / formula(96, 64, 16))
     assert report["label_bits_per_pixel"] == pytest.approx(8 * (size - 28 - 48) / (96 * 64))
