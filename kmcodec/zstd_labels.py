@@ -32,6 +32,7 @@ MAX_BLOCK = 128 * 1024  # RFC 8878 §3.1.1.2.4: Block_Maximum_Size is at most 12
 TRIAL_LEVEL = 3  # a fast first try, to skip the slow levels on photos (bench/README.md)
 TRIAL_RATIO = 1.2  # try the slow level when the fast one is within this of the method-0 size
 SMALL_LEVEL, LARGE_LEVEL, LARGE_BYTES = 22, 19, 4 << 20  # level 22 above 4 MB costs seconds
+MAX_CONTENT = 1 << 31  # Zstandard's largest window on 64-bit systems: a single segment can hold no more
 
 
 def label_width(k: int) -> int:
@@ -108,7 +109,7 @@ def decode_labels(stream: memoryview, width: int, height: int, k: int, offset: i
     try:
         # The frame is single-segment with a checked content size, so the library's
         # output buffer and window are exactly `need` bytes: allowed by the header.
-        content = zstandard.ZstdDecompressor().decompress(stream[1:])
+        content = zstandard.ZstdDecompressor(max_window_size=max(need, 1 << 10)).decompress(stream[1:])
     except zstandard.ZstdError as error:
         raise StreamStructureError(f"bad Zstandard data in the frame at byte {offset + 1}: {error}") from None
     if len(content) != need:
@@ -131,16 +132,19 @@ def encode_labels(labels: np.ndarray, k: int, beat: int) -> bytes | None:
 
     content = np.ascontiguousarray(labels, label_dtype(k).newbyteorder("<")).tobytes()
 
-    def frame(level: int) -> bytes:
-        params = zstandard.ZstdCompressionParameters.from_level(
-            level, source_size=len(content), write_content_size=True, write_checksum=False, write_dict_id=False
-        )
+    def frame(level: int, single_segment: bool = False) -> bytes:
+        options = dict(source_size=len(content), write_content_size=True, write_checksum=False, write_dict_id=False)
+        params = zstandard.ZstdCompressionParameters.from_level(level, **options)
+        if single_segment and 1 << params.window_log < len(content):
+            # A window as large as the content makes the frame single-segment (spec §11.11),
+            # and lets matches reach back across the whole image.
+            params = zstandard.ZstdCompressionParameters.from_level(level, window_log=(len(content) - 1).bit_length(), **options)
         return zstandard.ZstdCompressor(compression_params=params).compress(content)
 
-    if 1 + len(frame(TRIAL_LEVEL)) >= TRIAL_RATIO * beat:
+    if len(content) > MAX_CONTENT or 1 + len(frame(TRIAL_LEVEL)) >= TRIAL_RATIO * beat:
         return None
-    data = frame(SMALL_LEVEL if len(content) <= LARGE_BYTES else LARGE_LEVEL)
-    if not data[4] & 0x20:  # not single-segment (content beyond the level's window): not allowed
+    data = frame(SMALL_LEVEL if len(content) <= LARGE_BYTES else LARGE_LEVEL, single_segment=True)
+    if not data[4] & 0x20:  # not single-segment: not allowed (spec §11.11 step 1)
         return None
     stream = bytes([METHOD]) + data
     return stream if len(stream) < beat else None

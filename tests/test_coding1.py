@@ -373,3 +373,14 @@ def test_method1_decode_allocates_only_the_content():
         tracemalloc.stop()
     assert labels[0, 0] == 0 and labels[-1, -1] == 1
     assert peak < 3 * n  # content (N bytes) plus the label view and the range check's N booleans
+
+
+def test_a_large_repeated_image_still_gets_a_single_segment_frame():
+    """12 MB of labels: beyond level 19's own window, so the encoder widens the window to the content
+    (a frame must be single-segment, §11.11 step 1); matches then reach across the whole image."""
+    rng = np.random.default_rng(1)
+    labels = np.tile(rng.integers(0, 3, (30, 40)), (100, 100)).astype(np.uint8)  # 3000 x 4000
+    data = kmcodec.pack(np.array([[0, 0, 0], [128, 128, 128], [255, 255, 255]], np.uint8), labels, compress=True)
+    assert method_of(data) == 1 and data[24 + 9 + 5] & 0x20
+    assert len(data) < 20_000
+    assert np.array_equal(kmcodec.decode(data).labels, labels)

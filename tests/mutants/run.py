@@ -66,6 +66,14 @@ MUTANTS = [
         "coding 1 method 1: a 2-byte content size read without its +256",
     ),
     Mutant(
+        "c1z-window-not-widened",
+        "kmcodec/zstd_labels.py",
+        "if single_segment and 1 << params.window_log < len(content):",
+        "if False:",
+        C1,
+        "coding 1 method 1: large images get a multi-segment frame, so never method 1",
+    ),
+    Mutant(
         "c1z-never-chosen",
         "kmcodec/zstd_labels.py",
         "TRIAL_RATIO = 1.2",
