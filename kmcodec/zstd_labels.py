@@ -106,20 +106,25 @@ def decode_labels(stream: memoryview, width: int, height: int, k: int, offset: i
 
     need = width * height * label_width(k)
     walk_frame(stream, need, offset)
+    # The frame is single-segment with a checked content size, so libzstd's window is the
+    # content itself; it decompresses straight into the (writable) label map.
+    labels = np.empty((height, width), label_dtype(k).newbyteorder("<"))
+    view = memoryview(labels.reshape(-1)).cast("B")
+    filled = 0
     try:
-        # The frame is single-segment with a checked content size, so the library's
-        # output buffer and window are exactly `need` bytes: allowed by the header.
-        content = zstandard.ZstdDecompressor(max_window_size=max(need, 1 << 10)).decompress(stream[1:])
+        reader = zstandard.ZstdDecompressor(max_window_size=max(need, 1 << 10)).stream_reader(stream[1:], read_across_frames=False)
+        while filled < need and (got := reader.readinto(view[filled:])):
+            filled += got
+        over = len(reader.read(1))
     except zstandard.ZstdError as error:
         raise StreamStructureError(f"bad Zstandard data in the frame at byte {offset + 1}: {error}") from None
-    if len(content) != need:
-        raise StreamStructureError(f"Zstandard frame at byte {offset + 1} holds {len(content)} bytes, its content size says {need}")
-    labels = np.frombuffer(content, label_dtype(k).newbyteorder("<")).reshape(height, width)
+    if filled != need or over:
+        raise StreamStructureError(f"Zstandard frame at byte {offset + 1} holds {'more than ' if over else ''}{filled} bytes, its content size says {need}")
     bad = labels >= k
     if bad.any():
         i = int(np.argmax(bad.reshape(-1)))
         raise SymbolRangeError(f"label {int(labels.reshape(-1)[i])} of pixel {i} (Zstandard frame at byte {offset + 1}) is not below k={k}")
-    return labels.astype(label_dtype(k), copy=False)
+    return labels.astype(label_dtype(k), copy=False)  # native order: a copy only on big-endian machines
 
 
 def encode_labels(labels: np.ndarray, k: int, beat: int) -> bytes | None:
