@@ -384,3 +384,17 @@ def test_a_large_repeated_image_still_gets_a_single_segment_frame():
     assert method_of(data) == 1 and data[24 + 9 + 5] & 0x20
     assert len(data) < 20_000
     assert np.array_equal(kmcodec.decode(data).labels, labels)
+
+
+def test_spec_method1_example_is_the_frame_of_its_table():
+    """spec §11.12: the dump is the RLE, raw and RLE blocks its table lists, and decodes to its description."""
+    dumps = re.findall(r"```\n(0{8}.*?)```", SPEC.read_text(), re.S)
+    data = bytes.fromhex("".join(line[10:58] for line in dumps[4].splitlines()))
+    row = bytes(i % 4 for i in range(64))
+    frame = b"\x28\xb5\x2f\xfd\x60" + struct.pack("<H", 2048 - 256) + b"\x02\x20\x00\x00" + b"\x00\x02\x00" + row + b"\x03\x1e\x00\x03"
+    assert data[36] == 1 and data[37:-4] == frame and len(data) == 123 < bound(64, 32, 4, 3) == 552
+    image = kmcodec.decode(data)
+    want = np.zeros((32, 64), np.int64)
+    want[16] = np.arange(64) % 4
+    want[17:] = 3
+    assert np.array_equal(image.labels, want) and np.array_equal(image.palette, EXAMPLE_PALETTE)

@@ -213,7 +213,7 @@ class Batch:
         done = subprocess.run([*NODE, "--test", "--test-reporter=tap", str(NODE_TEST)], capture_output=True, text=True, env=env, timeout=300)
         failed = [line for line in done.stdout.splitlines() if line.startswith("not ok")]
         assert done.returncode == 0, "\n".join(failed) + "\n" + done.stdout[-4000:] + done.stderr[-2000:]
-        assert f"# pass {len(self.items) + 2}" in done.stdout
+        assert f"# pass {len(self.items) + 3}" in done.stdout  # and the file's own 3 tests
 
 
 def python_outcome(data: bytes) -> str | np.ndarray | None:

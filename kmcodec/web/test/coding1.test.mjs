@@ -56,6 +56,18 @@ test("spec §11.10 worked example decodes to the image it describes", () => {
   }
 });
 
+test("spec §11.12 method-1 example decodes to the image it describes", () => {
+  const bytes = specDumps()[4];
+  assert.equal(bytes.length, 123);
+  const labels = decode(bytes);
+  for (let y = 0; y < 32; y++) {
+    for (let x = 0; x < 64; x++) {
+      const want = y < 16 ? 0 : y === 16 ? x % 4 : 3;
+      assert.equal(labels[y * 64 + x], want, `pixel (${x}, ${y})`);
+    }
+  }
+});
+
 test("a rejection carries the rule number and the spec's class name", () => {
   const bytes = specDumps()[3].slice();
   bytes[36] = 2; // method (§11.1): 0 and 1 are defined
