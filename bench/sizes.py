@@ -169,6 +169,7 @@ def run_case(name: str, k: int, repeats: int, speed: bool) -> dict:
         "raw": len(raw),
         "coded": len(coded),
         "coding": coded[6],
+        "method": coded[24 + palette.size] if coded[6] == 1 else None,  # spec §11.11: 1 = one Zstandard frame
         "png8": len(png) if png else None,
         "mse": fit.mse,
     }
@@ -231,12 +232,12 @@ def ratio(a, b):
 
 def report(rows: list[dict], small: dict | None) -> str:
     lines = ["## Sizes (bytes; same palette and labels in every format)", ""]
-    lines.append("| image | K | .kmq raw | .kmq coded | PNG-8 | oxipng | WebP ll | JXL ll e7 | coded/WebP | coded/JXL | coded/oxipng |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    lines.append("| image | K | .kmq raw | .kmq coded | method | PNG-8 | oxipng | WebP ll | JXL ll e7 | coded/WebP | coded/JXL | coded/oxipng |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         f = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
         lines.append(
-            f"| {r['image']} | {r['k']} | {r['raw']} | {r['coded']} | {r['png8']} | {r['oxipng']} | {r['webp']} | {r['jxl']}"
+            f"| {r['image']} | {r['k']} | {r['raw']} | {r['coded']} | {r.get('method', '-')} | {r['png8']} | {r['oxipng']} | {r['webp']} | {r['jxl']}"
             f" | {f(ratio(r['coded'], r['webp']))} | {f(ratio(r['coded'], r['jxl']))} | {f(ratio(r['coded'], r['oxipng']))} |"
         )
     for peer in ("webp", "jxl", "oxipng"):
