@@ -263,26 +263,27 @@ class KmqImage:
         """The decoded pixels, height x width x channels uint8."""
         count, channels = self.width * self.height, self.channels
         if self._byte_path():
-            return self._lookup_decode()[: count * channels].reshape(self.height, self.width, channels)
+            return self._lookup_decode(self._payload, self.bits_per_pixel)[: count * channels].reshape(self.height, self.width, channels)
+        if self._payload is None and self._labels.dtype == np.uint8:  # coding 1, k <= 256: a label per byte
+            return self._lookup_decode(self._labels.reshape(-1), 8).reshape(self.height, self.width, channels)
         out = np.empty((count, channels), np.uint8)
         if self._payload is None:
-            rows = as_items(self.palette)  # coding 1: labels are decoded already; one threaded gather
+            rows = as_items(self.palette)  # coding 1, k > 256: labels are decoded already; one threaded gather
             gather(rows, self._labels.reshape(-1), out.view(rows.dtype).reshape(-1))
             return out.reshape(self.height, self.width, channels)
         for start, band in self._bands(bitpack.CHUNK):
             out[start : start + band.shape[0]] = self.palette[band]
         return out.reshape(self.height, self.width, channels)
 
-    def _lookup_decode(self) -> np.ndarray:
+    def _lookup_decode(self, payload: np.ndarray, bits: int) -> np.ndarray:
         """b in 1, 2, 4, 8: each packed byte becomes the colours of its pixels by one table lookup.
 
         Large payloads are looked up two bytes at a time: half as many items, and
         numpy's take has no fast path for items of 3 or 6 bytes anyway.
         """
-        per_byte = 8 // self.bits_per_pixel
+        per_byte = 8 // bits
         item = per_byte * self.channels
-        table = self.palette[np.minimum(bitpack.byte_table(self.bits_per_pixel), self.k - 1)].reshape(256, item)
-        payload = self._payload
+        table = self.palette[np.minimum(bitpack.byte_table(bits), self.k - 1)].reshape(256, item)
         out = np.empty(payload.size * item, np.uint8)
         pairs = payload.size // 2 if payload.size >= PAIR_MIN_BYTES else 0
         if pairs:

@@ -106,11 +106,41 @@ class Tables:
         held = (hits[:, None] >> np.arange(4)[None, :]) & 1  # (16, 4)
         best = np.where(held[None, :, :] == 1, slot[:, None, :], 255).min(axis=2)  # (1024, 16)
         self.symbol = np.minimum(best, self.m[:, None]).astype(np.uint8).reshape(-1)
-
+        # The decoder's tables, indexed by a raw key: bits 0-5 the 6 pair equalities of the
+        # neighbours' values whether present or not, bits 6-9 which neighbours are absent.
+        raw = np.arange(1024)
+        present = ~(raw >> 6) & 15
+        code = present.copy()
+        for i, (a, b) in enumerate(PAIRS):
+            code |= (raw >> i & present >> a & present >> b & 1) << (4 + i)
+        self.raw_m = self.m[code]
+        self.raw_perm = self.perm[code].astype(np.intp)  # (1024, 4)
+        self.raw_perm_columns = [np.ascontiguousarray(self.raw_perm[:, j]) for j in range(4)]
+        # raw_context[group, key]: the choice context, shifted to its row of the rANS table.
+        choice = CHOICE_INDEX[self.pattern[code]]
+        groups = np.arange(GROUPS)[:, None]
+        self.raw_context = ((CTX_CHOICE + len(CHOICE_PATTERNS) * groups + choice[None, :]) << rans.PRECISION).astype(np.uint32)
+        # raw_pick[key << 3 | symbol]: the neighbour holding the named candidate; for an escape
+        # 4 + the neighbour holding candidate 0 (the escape's reference).
+        symbols = np.arange(8)
+        picked = self.raw_perm[:, np.minimum(symbols, 3)]
+        named = symbols[None, :] < self.raw_m[:, None]
+        self.raw_pick = np.where(named, picked, 4 + self.raw_perm[:, :1]).astype(np.uint8).reshape(-1)
+        # raw_repeat[j][key]: 0 when neighbour j is present and the first holding its label,
+        # else all ones, so that OR-ing it into a position removes the neighbour from the candidates.
+        first = present.copy()
+        for i, (a, b) in enumerate(PAIRS):
+            first &= ~((code >> (4 + i) & 1) << b)
+        self.raw_repeat = [np.where(first >> j & 1, 0, 0xFFFF).astype(np.uint16) for j in range(4)]
 
 @functools.lru_cache(maxsize=1)
 def code_tables() -> Tables:
     return Tables()
+
+
+def choice_contexts(group: int) -> list[int]:
+    """spec §11.6: the choice contexts of a group, one per pattern with more than one candidate."""
+    return list(range(CTX_CHOICE + len(CHOICE_PATTERNS) * group, CTX_CHOICE + len(CHOICE_PATTERNS) * (group + 1)))
 
 
 def levels(width: int, height: int) -> list[int]:
@@ -254,27 +284,51 @@ class EscapeOrder:
             before += ok & (self.position[ref, np.maximum(cands[:, j], 0)] < pos)
         return pos - before
 
-    def labels(self, ranks: np.ndarray, cands: np.ndarray, m: np.ndarray, where: str) -> np.ndarray:
-        ref = cands[:, 0].astype(np.int64)
+    def check(self, ranks: np.ndarray, m: np.ndarray, where: str) -> None:
+        """Ranked escapes: every rank below the count of non-candidates."""
         if not self.ranked:
-            out = ref + np.where(ranks & 1, -((ranks + 1) >> 1), ranks >> 1)
-            bad = (out < 0) | (out >= self.k)
-            if bad.any():
-                i = int(np.argmax(bad))
-                raise SymbolRangeError(f"escape at {where} decodes to label {int(out[i])}, not below k={self.k}")
-            return out
+            return
         limit = self.k - m
         if (ranks >= limit).any():
             i = int(np.argmax(ranks >= limit))
             raise SymbolRangeError(
                 f"escape rank {int(ranks[i])} at {where} is not below k - candidates = {int(limit[i])}"
             )
-        skip = np.where(np.arange(4)[None, :] < m[:, None], self.position[ref[:, None], np.maximum(cands, 0)], self.k)
-        skip.sort(axis=1)
-        t = ranks.astype(np.int64)
-        for j in range(4):
-            t += skip[:, j] <= t
-        return self.order[ref, t]
+
+    def labels(self, ranks: np.ndarray, ref: np.ndarray, where: str) -> np.ndarray:
+        """K > 256: labels from the zigzag of their difference from candidate 0."""
+        ref = ref.astype(np.int64)
+        out = ref + np.where(ranks & 1, -((ranks + 1) >> 1), ranks >> 1)
+        bad = (out < 0) | (out >= self.k)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise SymbolRangeError(f"escape at {where} decodes to label {int(out[i])}, not below k={self.k}")
+        return out
+
+    def ranked_labels(self, ranks: np.ndarray, ref: np.ndarray, others: list, repeat: list) -> np.ndarray:
+        """K <= 256, checked ranks: the label at rank `ranks` among the entries ordered from `ref`, skipping the candidates.
+
+        The candidates are `ref` and the labels `others[j]`, where `repeat[j]` is 0.
+        Positions and labels are looked up in rows of 256, by uint16 indices.
+        """
+        if not hasattr(self, "position_rows"):
+            self.position_rows = np.zeros((self.k, 256), np.uint16)
+            self.position_rows[:, : self.k] = self.position
+            self.position_rows = self.position_rows.reshape(-1)
+            self.order_rows = np.zeros((self.k, 256), np.uint8)
+            self.order_rows[:, : self.k] = self.order
+            self.order_rows = self.order_rows.reshape(-1)
+        row = ref.astype(np.uint16) << np.uint16(8)
+        if not others:
+            skip = [self.position_rows.take(row | ref)]
+        else:  # the candidates' positions, sorted by a network of 5 compare-exchanges
+            skip = [self.position_rows.take(row | label) | gone for label, gone in zip(others, repeat)]
+            for i, j in ((0, 1), (2, 3), (0, 2), (1, 3), (1, 2)):
+                skip[i], skip[j] = np.minimum(skip[i], skip[j]), np.maximum(skip[i], skip[j])
+        t = ranks.astype(np.uint16)
+        for s in skip:
+            t += s <= t
+        return self.order_rows.take(row | t)
 
 
 # --- the encoder ---------------------------------------------------------------------
@@ -407,47 +461,207 @@ def decode_labels(stream: memoryview, width: int, height: int, palette: np.ndarr
     if first >= k:
         raise SymbolRangeError(f"first label {first} at byte {offset + 3} is not below k={k}")
     decoder = rans.Decoder(states, words, rans.decode_table(tables, ALPHABETS), where)
-    labels = np.zeros((height, width), label_dtype(k))
-    labels[0, 0] = first
-    escapes = EscapeOrder(palette)
-
-    def tokens(ctx) -> np.ndarray:
-        t = decoder.decode(np.asarray(ctx)).astype(np.int64)
-        return rans.from_tokens(t, bits.read(rans.token_extra_bits(t)))
-
-    for kind, d, ys, xs, offsets in passes(width, height):
-        p = prepare(labels, kind, d, ys, xs, offsets, k)
-        n = p.m.size
-        out = p.unanimous_label()
-        esc = np.zeros(n, bool)
-        single = p.m == 1
-        unanimous = int(np.count_nonzero(single))
-        name = f"pass {kind} of step {d}"
-        if unanimous:
-            count = int(tokens(np.array([CTX_COUNT]))[0])
-            if count > unanimous:
-                raise StreamLengthError(f"{name} lists {count} escapes among its {unanimous} unanimous pixels")
-            if count:
-                gaps = tokens(np.full(count, CTX_GAP + p.group))
-                at = np.cumsum(gaps + 1) - 1
-                if at[-1] >= unanimous:
-                    raise SymbolRangeError(f"{name}: escape gap reaches pixel {int(at[-1])} of {unanimous} unanimous pixels")
-                esc[np.flatnonzero(single)[at]] = True
-        choose = np.flatnonzero(~single)
-        if choose.size:
-            symbol = decoder.decode(p.choice_contexts(choose))
-            named = symbol < p.m[choose]
-            out[choose[named]] = p.candidate(choose[named], symbol[named])
-            esc[choose[~named]] = True
-        if esc.any():
-            index = np.flatnonzero(esc)
-            m = p.m[index]
-            ranks = tokens(CTX_ESCAPE + 4 * p.group + m.astype(np.int64) - 1)
-            out[index] = escapes.labels(ranks, p.candidates(index), m.astype(np.int64), name)
-        labels[ys[0] :: 2 * d, xs[0] :: 2 * d] = out.reshape(ys.size, xs.size)
+    labels = decode_levels(Symbols(decoder, bits, EscapeOrder(palette)), first, width, height, k)
     decoder.finish()
     bits.finish()
     return labels
+
+
+@dataclass
+class Symbols:
+    """What a pass reads from the stream: rANS symbols, integers (tokens plus extra bits), escapes."""
+
+    decoder: rans.Decoder
+    bits: rans.BitReader
+    escapes: EscapeOrder
+
+    def integers(self, contexts: np.ndarray) -> np.ndarray:
+        tokens = self.decoder.decode(contexts)
+        return rans.from_tokens(tokens, self.bits.read(rans.token_extra_bits(tokens)))
+
+
+def decode_levels(symbols: Symbols, first: int, width: int, height: int, k: int) -> np.ndarray:
+    """The labels, level by level (spec §11.2).
+
+    At step d, `grid` holds the labels decoded so far (y, x multiples of 2d). It
+    and pass A's labels are copied into zero-padded arrays of one row length, so
+    every neighbour of a pass is the same array read at a fixed offset: each pass
+    works on flat, contiguous views, one slot per pixel plus a few past each row's end.
+    """
+    dtype = label_dtype(k)
+    grid = np.full((1, 1), first, dtype)
+    for d in levels(width, height):
+        gy, gx = grid.shape
+        ay, ax = len(range(d, height, 2 * d)), len(range(d, width, 2 * d))
+        row = gx + 2  # room for a neighbour one past either end of a row
+        g = np.zeros((gy + 3, row), dtype)
+        g[:gy, :gx] = grid
+        a = np.zeros((ay + 4, row), dtype)  # pass A's labels at [1 : ay + 1, 1 : ax + 1]
+        sources = {  # (array, offset) of each neighbour, in the order of spec §11.3
+            "A": ((g, 0), (g, 1), (g, row), (g, row + 1)),
+            "B": ((a, 1), (g, 0), (g, 1), (a, row + 1)),
+            "C": ((g, 0), (a, row), (a, row + 1), (g, row)),
+        }
+        fine = np.empty((gy + ay, gx + ax), dtype)
+        fine[0::2, 0::2] = grid
+        for kind, y0, x0, offsets in PASSES:
+            ny, nx = (ay if y0 else gy), (ax if x0 else gx)
+            if ny and nx:
+                geometry = Geometry(kind, d, ny, nx, row, offsets, width, height)
+                out = decode_pass(symbols, geometry, sources[kind]).reshape(ny, row)[:, :nx]
+                fine[y0::2, x0::2] = out
+                if kind == "A":
+                    a[1 : ay + 1, 1 : ax + 1] = out
+        grid = fine
+    return grid
+
+
+@dataclass
+class Geometry:
+    """Where a pass's pixels are: ny x nx pixels stored in rows of `row` slots."""
+
+    kind: str
+    d: int
+    ny: int
+    nx: int
+    row: int
+    offsets: tuple
+    width: int
+    height: int
+
+    def edges(self) -> tuple[np.ndarray, np.ndarray]:
+        """The slots of the pixels with an absent neighbour, and which are absent (bit j: neighbour j)."""
+        _, y0, x0, _ = next(p for p in PASSES if p[0] == self.kind)
+        d, ny, nx = self.d, self.ny, self.nx
+        spans = []
+        for dy, dx in self.offsets:
+            r0, r1, _ = _span((y0 + dy) * d, ny, 2 * d, self.height)
+            c0, c1, _ = _span((x0 + dx) * d, nx, 2 * d, self.width)
+            spans.append((r0, r1, c0, c1))
+        top, left = max(s[0] for s in spans), max(s[2] for s in spans)
+        bottom, right = max(top, min(s[1] for s in spans)), max(left, min(s[3] for s in spans))
+        rows = np.r_[0:top, bottom:ny]
+        cols = np.r_[0:left, right:nx]
+        middle = np.arange(top, bottom)
+        ys = np.concatenate([np.repeat(rows, nx), np.repeat(middle, cols.size)])
+        xs = np.concatenate([np.tile(np.arange(nx), rows.size), np.tile(cols, middle.size)])
+        absent = np.zeros(ys.size, np.uint16)
+        for j, (r0, r1, c0, c1) in enumerate(spans):
+            inside = (ys >= r0) & (ys < r1) & (xs >= c0) & (xs < c1)
+            absent |= (~inside).astype(np.uint16) << j
+        return ys * self.row + xs, absent
+
+
+def raw_keys(n0: np.ndarray, n1: np.ndarray, n2: np.ndarray, n3: np.ndarray) -> np.ndarray:
+    """Bits 0-5: the pair equalities of the neighbours' values (PAIRS order), as uint8."""
+    nbs = (n0, n1, n2, n3)
+    key = (n0 == n1).view(np.uint8)
+    for i, (a, b) in enumerate(PAIRS[1:], 1):
+        eq = np.equal(nbs[a], nbs[b]).view(np.uint8)
+        key |= np.left_shift(eq, np.uint8(i), out=eq)
+    return key
+
+
+def decode_pass(symbols: Symbols, geometry: Geometry, sources) -> np.ndarray:
+    """One pass's labels (spec §11.4-§11.5), one per slot (ny rows of `row` slots)."""
+    tables = code_tables()
+    ny, nx, row = geometry.ny, geometry.nx, geometry.row
+    size = ny * row
+    views = [array.reshape(-1)[offset : offset + size] for array, offset in sources]
+    n0, n1, n2, n3 = views
+    # Away from the edges a pixel is unanimous when its 4 neighbours agree.
+    varied = n0 != n1
+    scratch = np.empty(size, bool)
+    varied |= np.not_equal(n0, n2, out=scratch)
+    varied |= np.not_equal(n0, n3, out=scratch)
+    varied.reshape(ny, row)[:, nx:] = False  # slots past a row's end hold no pixel
+    out = n0.copy()  # a unanimous pixel's label
+    edge, absent = geometry.edges()
+    if edge.size:
+        near = np.stack([v[edge] for v in views])
+        edge_key = raw_keys(*near) | (absent << np.uint16(6))
+        varied[edge] = tables.raw_m[edge_key] != 1
+        out[edge] = near[tables.raw_perm[edge_key, 0], np.arange(edge.size)]
+    choose = np.flatnonzero(varied)
+    name = f"pass {geometry.kind} of step {geometry.d}"
+    group_ = group(geometry.kind, geometry.d)
+    unanimous = ny * nx - choose.size
+    unanimous_escapes = choose[:0]
+    if unanimous:
+        count = int(symbols.integers(np.array([CTX_COUNT]))[0])
+        if count > unanimous:
+            raise StreamLengthError(f"{name} lists {count} escapes among its {unanimous} unanimous pixels")
+        if count:
+            gaps = symbols.integers(np.full(count, CTX_GAP + group_))
+            at = np.cumsum(gaps + 1) - 1
+            if at[-1] >= unanimous:
+                raise SymbolRangeError(f"{name}: escape gap reaches pixel {int(at[-1])} of {unanimous} unanimous pixels")
+            unanimous_escapes = unanimous_slots(at, varied, geometry)
+    if not choose.size:
+        escaped = choose
+        key = nb = None
+    else:
+        nc = choose.size
+        nb = np.empty((4, nc), out.dtype)  # the neighbours of the pixels to choose
+        for j, view in enumerate(views):
+            np.take(view, choose, out=nb[j])
+        key = raw_keys(*nb).astype(np.uint16)
+        if edge.size:
+            chosen = varied[edge]
+            key[np.searchsorted(choose, edge[chosen])] = edge_key[chosen]
+        symbol = symbols.decoder.decode_shifted(tables.raw_context[group_].take(key), choice_contexts(group_))
+        pick = tables.raw_pick.take((key << 3) | symbol)
+        escaped = np.flatnonzero(pick > 3)
+        out[choose] = nb.reshape(-1).take((pick & np.uint8(3)).astype(np.intp) * nc + np.arange(nc))
+    if unanimous_escapes.size or escaped.size:
+        decode_escapes(symbols, group_, name, unanimous_escapes, escaped, choose, key, nb, out)
+    return out
+
+
+def unanimous_slots(at: np.ndarray, varied: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """The slots of the unanimous pixels numbered `at` (in raster order)."""
+    ny, nx, row = geometry.ny, geometry.nx, geometry.row
+    pixels = np.flatnonzero(~varied.reshape(ny, row)[:, :nx])[at]  # faster than searching the others' slots
+    return pixels + (pixels // nx) * (row - nx)
+
+
+def decode_escapes(symbols: Symbols, group_: int, name: str, unanimous: np.ndarray, escaped: np.ndarray, choose: np.ndarray, key, nb, out: np.ndarray) -> None:
+    """Decode a pass's escapes (spec §11.5) into `out`, which holds each one's candidate 0.
+
+    `unanimous` are the slots of unanimous escapes (1 candidate); `escaped`
+    numbers the escapes among the pixels to choose (slots `choose`), whose
+    candidates their keys name. Their ranks come in raster order, both kinds mixed.
+    """
+    tables = code_tables()
+    chosen = choose[escaped]
+    keys = key[escaped] if escaped.size else None
+    m_chosen = tables.raw_m.take(keys).astype(np.int64) if escaped.size else None
+    if unanimous.size and chosen.size:
+        order = np.argsort(np.concatenate([unanimous, chosen]), kind="stable")  # two sorted runs: a merge
+        from_unanimous = order < unanimous.size
+        at_u, at_c = np.flatnonzero(from_unanimous), np.flatnonzero(~from_unanimous)
+        m = np.ones(order.size, np.int64)
+        m[at_c] = m_chosen
+    else:
+        at_u = at_c = slice(None)
+        m = m_chosen if chosen.size else np.ones(unanimous.size, np.int64)
+    ranks = symbols.integers(CTX_ESCAPE + 4 * group_ + m - 1)
+    escapes = symbols.escapes
+    if not escapes.ranked:
+        slots = np.empty(m.size, np.intp)
+        if unanimous.size:
+            slots[at_u] = unanimous
+        if chosen.size:
+            slots[at_c] = chosen
+        out[slots] = escapes.labels(ranks, out[slots], name)
+        return
+    escapes.check(ranks, m, name)
+    if unanimous.size:
+        out[unanimous] = escapes.ranked_labels(ranks[at_u], out.take(unanimous), [], [])
+    if chosen.size:
+        others = [row.take(escaped) for row in nb]
+        repeat = [gone.take(keys) for gone in tables.raw_repeat]
+        out[chosen] = escapes.ranked_labels(ranks[at_c], out.take(chosen), others, repeat)
 
 
 def read_padded(reader: rans.Reader, alphabet: int, name: str) -> np.ndarray:

@@ -26,8 +26,9 @@ MAX_LANES = 65535
 DIRECT_TOKENS = 16
 TOKENS = DIRECT_TOKENS + 2 * 28  # 72 tokens cover every value below 2**32
 
-# A decode table entry packs symbol (7 bits) | frequency (13 bits) | slot - start (12 bits).
-_SYM_SHIFT, _FREQ_SHIFT = 25, 12
+# A decode table entry packs frequency (13 bits) | symbol (7 bits) | slot - start (12 bits):
+# the frequency on top takes one shift to unpack, the symbol is unpacked once per call.
+_FREQ_SHIFT, _SYM_SHIFT = 19, 12
 
 
 # --- hybrid integer tokens ----------------------------------------------------
@@ -45,18 +46,25 @@ def to_tokens(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return tokens, nbits, extra
 
 
+def _token_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Per token: its count of extra bits and the value it stands for when they are all 0."""
+    t = np.arange(TOKENS, dtype=np.int64)
+    e = 4 + ((t - DIRECT_TOKENS) >> 1)
+    base = np.where(t < DIRECT_TOKENS, t, (np.int64(1) << e) | (((t - DIRECT_TOKENS) & 1) << (e - 1)))
+    return np.where(t < DIRECT_TOKENS, 0, e - 1), base
+
+
+TOKEN_EXTRA_BITS, TOKEN_BASE = _token_tables()
+
+
 def token_extra_bits(tokens: np.ndarray) -> np.ndarray:
     """How many extra bits follow each token."""
-    t = np.asarray(tokens, np.int64)
-    return np.where(t < DIRECT_TOKENS, 0, 3 + ((t - DIRECT_TOKENS) >> 1))
+    return TOKEN_EXTRA_BITS[np.asarray(tokens, np.intp)]
 
 
 def from_tokens(tokens: np.ndarray, extra: np.ndarray) -> np.ndarray:
     """Values from tokens and their extra bits (inverse of `to_tokens`)."""
-    t = np.asarray(tokens, np.int64)
-    e = 4 + ((t - DIRECT_TOKENS) >> 1)
-    big = (np.int64(1) << e) | (((t - DIRECT_TOKENS) & 1) << (e - 1)) | np.asarray(extra, np.int64)
-    return np.where(t < DIRECT_TOKENS, t, big)
+    return TOKEN_BASE[np.asarray(tokens, np.intp)] + np.asarray(extra, np.int64)
 
 
 def _bit_length(v: np.ndarray) -> np.ndarray:
@@ -169,7 +177,7 @@ def read_table(reader: Reader, alphabet: int, name: str) -> np.ndarray:
 
 
 def decode_table(tables: list[np.ndarray | None], alphabets: list[int]) -> np.ndarray:
-    """The slot -> (symbol, frequency, offset) lookup for every context; absent tables decode to 0 (invalid)."""
+    """The slot -> (frequency, symbol, offset) lookup for every context; absent tables decode to 0 (invalid)."""
     out = np.zeros((len(tables), TOTAL), np.uint32)
     slots = np.arange(TOTAL, dtype=np.uint32)
     for ctx, freqs in enumerate(tables):
@@ -177,7 +185,7 @@ def decode_table(tables: list[np.ndarray | None], alphabets: list[int]) -> np.nd
             continue
         starts = np.concatenate([[0], np.cumsum(freqs)[:-1]]).astype(np.uint32)
         symbol = np.repeat(np.arange(freqs.size, dtype=np.uint32), freqs)
-        out[ctx] = (symbol << _SYM_SHIFT) | (freqs[symbol].astype(np.uint32) << _FREQ_SHIFT) | (slots - starts[symbol])
+        out[ctx] = (freqs[symbol].astype(np.uint32) << _FREQ_SHIFT) | (symbol << _SYM_SHIFT) | (slots - starts[symbol])
     return out.reshape(-1)
 
 
@@ -227,41 +235,68 @@ class Decoder:
         self.word_pos = 0
         self.index = 0  # symbols decoded so far: the next one uses lane index % lanes
         self.table = table
+        self.present = table.reshape(-1, TOTAL)[:, 0] != 0  # contexts with a table
         self.where = where
+        self._scratch = np.empty((2, self.lanes), np.uint32)
+        self._need = np.empty(self.lanes, bool)
 
     def decode(self, contexts: np.ndarray) -> np.ndarray:
         """Decode one symbol per entry of `contexts`, in order."""
-        count = contexts.size
-        out = np.empty(count, np.uint32)
+        contexts = np.asarray(contexts)
+        return self.decode_shifted(contexts.astype(np.uint32) << np.uint32(PRECISION))
+
+    def decode_shifted(self, base: np.ndarray, contexts: "list[int] | None" = None) -> np.ndarray:
+        """`decode` of contexts given as uint32 `context << PRECISION` (the row of each in the table), as uint8.
+
+        `contexts`, when given, lists every context `base` may hold: if all have
+        tables, the per-symbol check is skipped.
+        """
+        if contexts is None or not self.present[contexts].all():
+            ctx = base >> np.uint32(PRECISION)
+            ok = np.take(self.present, ctx)
+            if not ok.all():
+                # Decode the rounds before the one holding the first symbol without a table, so that
+                # a stream ending early in them still reports that first, then name the symbol.
+                bad = int(np.argmin(ok))
+                symbol = self.index + bad
+                self._rounds(base[: max(0, bad - symbol % self.lanes)])
+                raise SymbolRangeError(f"symbol {symbol} needs context {int(ctx[bad])}, whose table is absent")
+        entries = self._rounds(base)
+        return (entries >> np.uint32(_SYM_SHIFT)).astype(np.uint8) & np.uint8(0x7F)
+
+    def _rounds(self, base: np.ndarray) -> np.ndarray:
+        """The table entries of len(base) symbols, a round (up to one symbol per lane) at a time."""
+        count = base.size
+        entries = np.empty(count, np.uint32)
         done = 0
-        base = contexts.astype(np.uint32) << np.uint32(PRECISION)
+        table, state, words = self.table, self.state, self.words
+        low, mask, shift = np.uint32(STATE_LOW), np.uint32(TOTAL - 1), np.uint32(PRECISION)
         while done < count:
             lane0 = self.index % self.lanes
             n = min(count - done, self.lanes - lane0)
-            lane = slice(lane0, lane0 + n)
-            x = self.state[lane]
-            entry = self.table[base[done : done + n] | (x & np.uint32(TOTAL - 1))]
-            freq = (entry >> np.uint32(_FREQ_SHIFT)) & np.uint32(0x1FFF)
-            if not freq.all():
-                bad = int(np.argmin(freq))
-                raise SymbolRangeError(
-                    f"symbol {self.index + bad} needs context {int(contexts[done + bad])}, whose table is absent"
-                )
-            x = freq * (x >> np.uint32(PRECISION)) + (entry & np.uint32(TOTAL - 1))
-            need = x < np.uint32(STATE_LOW)
-            reads = int(np.count_nonzero(need))
-            if reads:
-                if self.word_pos + reads > self.words.size:
+            x = state[lane0 : lane0 + n]
+            slot, freq, need = self._scratch[0, :n], self._scratch[1, :n], self._need[:n]
+            entry = entries[done : done + n]
+            np.bitwise_and(x, mask, out=slot)
+            np.bitwise_or(slot, base[done : done + n], out=slot)
+            np.take(table, slot, out=entry)
+            np.right_shift(entry, np.uint32(_FREQ_SHIFT), out=freq)
+            np.right_shift(x, shift, out=x)
+            np.multiply(x, freq, out=x)
+            np.bitwise_and(entry, mask, out=slot)
+            np.add(x, slot, out=x)  # freq * (x >> 12) + slot - start, in place in the lane states
+            np.less(x, low, out=need)
+            reads = np.flatnonzero(need)  # lanes below 2**16 read one word each, in lane order
+            if reads.size:
+                if self.word_pos + reads.size > words.size:
                     raise StreamEndError(
-                        f"stream ends early: symbol {self.index} needs word {self.words.size} of the rANS words, there are {self.words.size}"
+                        f"stream ends early: symbol {self.index} needs word {words.size} of the rANS words, there are {words.size}"
                     )
-                x[need] = (x[need] << np.uint32(16)) | self.words[self.word_pos : self.word_pos + reads]
-                self.word_pos += reads
-            self.state[lane] = x
-            out[done : done + n] = entry >> np.uint32(_SYM_SHIFT)
+                x[reads] = (x[reads] << np.uint32(16)) | words[self.word_pos : self.word_pos + reads.size]
+                self.word_pos += reads.size
             done += n
             self.index += n
-        return out
+        return entries
 
     def finish(self) -> None:
         """Every word read and every lane back at its start state (spec §11.8)."""
@@ -314,15 +349,19 @@ class BitReader:
             raise StreamEndError(
                 f"stream ends early: the extra bits need {self.pos + total} bits, {self.where} has {self.bits}"
             )
-        starts = self.pos + np.cumsum(nbits) - nbits
+        has = np.flatnonzero(nbits)  # most integers are small tokens without extra bits
+        nbits_has = nbits[has]
+        starts = self.pos + np.cumsum(nbits_has) - nbits_has
         self.pos += total
         byte = starts >> 3
         window = np.zeros(starts.size, np.uint64)
         for j in range(5):  # 5 bytes cover any 31-bit group at any bit offset
             window = (window << np.uint64(8)) | self.data[byte + j].astype(np.uint64)
-        shift = (40 - (starts & 7) - nbits).astype(np.uint64)
-        mask = (np.uint64(1) << nbits.astype(np.uint64)) - np.uint64(1)
-        return ((window >> shift) & mask).astype(np.int64)
+        shift = (40 - (starts & 7) - nbits_has).astype(np.uint64)
+        mask = (np.uint64(1) << nbits_has.astype(np.uint64)) - np.uint64(1)
+        out = np.zeros(nbits.size, np.int64)
+        out[has] = ((window >> shift) & mask).astype(np.int64)
+        return out
 
     def finish(self) -> None:
         left = self.bits - self.pos
