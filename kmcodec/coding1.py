@@ -72,24 +72,33 @@ def _pattern_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     PERM[code, i] is the neighbour holding candidate i; SLOT[code, j] is the
     candidate index of neighbour j's label (4 when absent). Built from the spec's
-    definition by brute force over all 1024 codes.
+    definition for all 1024 codes at once (the tests check it against a
+    brute-force reading of the spec).
     """
-    pattern = np.zeros(1024, np.uint8)
-    perm = np.zeros((1024, 4), np.uint8)
-    slot = np.full((1024, 4), 4, np.uint8)
-    for code in range(1024):
-        present = [bool(code >> j & 1) for j in range(4)]
-        equal = {pair: bool(code >> (4 + i) & 1) for i, pair in enumerate(PAIRS)}
-        same = lambda i, j: i == j or equal[(min(i, j), max(i, j))]  # noqa: E731
-        firsts = [j for j in range(4) if present[j] and not any(present[i] and same(i, j) for i in range(j))]
-        count = {j: sum(present[i] and same(i, j) for i in range(4)) for j in firsts}
-        order = sorted(firsts, key=lambda j: (-count[j], j))
-        counts = tuple(count[j] for j in order)
-        pattern[code] = PATTERNS.index(counts) if counts in PATTERNS else 0
-        perm[code, : len(order)] = order
-        for j in range(4):
-            if present[j]:
-                slot[code, j] = next((i for i, f in enumerate(order) if same(f, j)), 4)
+    codes = np.arange(1024)
+    present = ((codes[:, None] >> np.arange(4)) & 1) == 1  # (code, neighbour)
+    same = np.broadcast_to(np.eye(4, dtype=bool), (1024, 4, 4)).copy()  # (code, i, j): i, j hold one label
+    for i, (a, b) in enumerate(PAIRS):
+        equal = ((codes >> (4 + i)) & 1) == 1
+        same[:, a, b] |= equal
+        same[:, b, a] |= equal
+    holds = same & present[:, :, None] & present[:, None, :]
+    earlier = np.triu(np.ones((4, 4), bool), 1)  # [i, j]: i < j
+    first = present & ~(holds & earlier).any(axis=1)  # present and no earlier neighbour holds its label
+    count = holds.sum(axis=1)  # (code, j): neighbours holding j's label
+    # Candidates: the first holders, most holders first, ties in neighbour order.
+    rank = np.where(first, (4 - count) * 4 + np.arange(4), 99)
+    perm = np.argsort(rank, axis=1, kind="stable")
+    m = first.sum(axis=1)
+    perm = np.where(np.arange(4) < m[:, None], perm, 0).astype(np.uint8)
+    counts = np.take_along_axis(np.where(first, count, 0), perm.astype(np.intp), axis=1)
+    counts = np.where(np.arange(4) < m[:, None], counts, 0)
+    ids = {sum(c << (3 * i) for i, c in enumerate(p)): n for n, p in enumerate(PATTERNS)}
+    packed = (counts << (3 * np.arange(4))).sum(axis=1)
+    pattern = np.array([ids.get(int(v), 0) for v in range(1 << 12)], np.uint8)[packed]
+    # slot[code, j]: the candidate whose neighbour holds j's label.
+    held = np.take_along_axis(holds, perm.astype(np.intp)[:, :, None], axis=1) & (np.arange(4) < m[:, None])[:, :, None]  # (code, candidate, j)
+    slot = np.where(held.any(axis=1), held.argmax(axis=1), 4).astype(np.uint8)
     return pattern, perm, slot
 
 
@@ -115,7 +124,6 @@ class Tables:
             code |= (raw >> i & present >> a & present >> b & 1) << (4 + i)
         self.raw_m = self.m[code]
         self.raw_perm = self.perm[code].astype(np.intp)  # (1024, 4)
-        self.raw_perm_columns = [np.ascontiguousarray(self.raw_perm[:, j]) for j in range(4)]
         # raw_context[group, key]: the choice context, shifted to its row of the rANS table.
         choice = CHOICE_INDEX[self.pattern[code]]
         groups = np.arange(GROUPS)[:, None]
@@ -138,9 +146,9 @@ def code_tables() -> Tables:
     return Tables()
 
 
-def choice_contexts(group: int) -> list[int]:
+def choice_contexts(group: int) -> tuple[int, ...]:
     """spec §11.6: the choice contexts of a group, one per pattern with more than one candidate."""
-    return list(range(CTX_CHOICE + len(CHOICE_PATTERNS) * group, CTX_CHOICE + len(CHOICE_PATTERNS) * (group + 1)))
+    return tuple(range(CTX_CHOICE + len(CHOICE_PATTERNS) * group, CTX_CHOICE + len(CHOICE_PATTERNS) * (group + 1)))
 
 
 def levels(width: int, height: int) -> list[int]:
@@ -530,26 +538,38 @@ class Geometry:
     height: int
 
     def edges(self) -> tuple[np.ndarray, np.ndarray]:
-        """The slots of the pixels with an absent neighbour, and which are absent (bit j: neighbour j)."""
+        """The slots of the pixels with an absent neighbour, and which are absent (bit j: neighbour j).
+
+        Only the first and last row and column can have one: a neighbour is at most
+        d outside the image.
+        """
         _, y0, x0, _ = next(p for p in PASSES if p[0] == self.kind)
         d, ny, nx = self.d, self.ny, self.nx
-        spans = []
-        for dy, dx in self.offsets:
+        row_bits = {r: 0 for r in (0, ny - 1)}
+        col_bits = {c: 0 for c in (0, nx - 1)}
+        for j, (dy, dx) in enumerate(self.offsets):
             r0, r1, _ = _span((y0 + dy) * d, ny, 2 * d, self.height)
             c0, c1, _ = _span((x0 + dx) * d, nx, 2 * d, self.width)
-            spans.append((r0, r1, c0, c1))
-        top, left = max(s[0] for s in spans), max(s[2] for s in spans)
-        bottom, right = max(top, min(s[1] for s in spans)), max(left, min(s[3] for s in spans))
-        rows = np.r_[0:top, bottom:ny]
-        cols = np.r_[0:left, right:nx]
-        middle = np.arange(top, bottom)
-        ys = np.concatenate([np.repeat(rows, nx), np.repeat(middle, cols.size)])
-        xs = np.concatenate([np.tile(np.arange(nx), rows.size), np.tile(cols, middle.size)])
-        absent = np.zeros(ys.size, np.uint16)
-        for j, (r0, r1, c0, c1) in enumerate(spans):
-            inside = (ys >= r0) & (ys < r1) & (xs >= c0) & (xs < c1)
-            absent |= (~inside).astype(np.uint16) << j
-        return ys * self.row + xs, absent
+            for r in row_bits:
+                row_bits[r] |= (not r0 <= r < r1) << j
+            for c in col_bits:
+                col_bits[c] |= (not c0 <= c < c1) << j
+        rows = [r for r, bits in row_bits.items() if bits]
+        cols = [c for c, bits in col_bits.items() if bits]
+        inner = np.arange(1 if 0 in rows else 0, ny - 1 if ny - 1 in rows else ny)
+        slots, absent = [], []
+        across = np.zeros(nx, np.uint16)  # a row's absent bits from its columns
+        for c in cols:
+            across[c] |= col_bits[c]
+        for r in rows:
+            slots.append(r * self.row + np.arange(nx))
+            absent.append(across | row_bits[r])
+        for c in cols:
+            slots.append(inner * self.row + c)
+            absent.append(np.full(inner.size, col_bits[c], np.uint16))
+        if not slots:
+            return np.zeros(0, np.intp), np.zeros(0, np.uint16)
+        return np.concatenate(slots), np.concatenate(absent)
 
 
 def raw_keys(n0: np.ndarray, n1: np.ndarray, n2: np.ndarray, n3: np.ndarray) -> np.ndarray:

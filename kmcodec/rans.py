@@ -179,13 +179,16 @@ def read_table(reader: Reader, alphabet: int, name: str) -> np.ndarray:
 def decode_table(tables: list[np.ndarray | None], alphabets: list[int]) -> np.ndarray:
     """The slot -> (frequency, symbol, offset) lookup for every context; absent tables decode to 0 (invalid)."""
     out = np.zeros((len(tables), TOTAL), np.uint32)
-    slots = np.arange(TOTAL, dtype=np.uint32)
-    for ctx, freqs in enumerate(tables):
-        if freqs is None:
-            continue
-        starts = np.concatenate([[0], np.cumsum(freqs)[:-1]]).astype(np.uint32)
-        symbol = np.repeat(np.arange(freqs.size, dtype=np.uint32), freqs)
-        out[ctx] = (freqs[symbol].astype(np.uint32) << _FREQ_SHIFT) | (symbol << _SYM_SHIFT) | (slots - starts[symbol])
+    rows = [ctx for ctx, freqs in enumerate(tables) if freqs is not None]
+    if rows:
+        freqs = np.stack([tables[ctx] for ctx in rows])  # rows x symbols, each row sums to TOTAL
+        starts = np.cumsum(freqs, axis=1) - freqs
+        symbols = np.arange(freqs.shape[1])
+        # Per (row, symbol): the entry of its first slot, less its start, so that adding a
+        # slot number gives that slot's entry. One small table, one take: few fresh pages.
+        first = ((freqs << _FREQ_SHIFT) | (symbols << _SYM_SHIFT)) - starts
+        entry = np.repeat(first.reshape(-1).astype(np.uint32), freqs.reshape(-1))
+        out[rows] = entry.reshape(len(rows), TOTAL) + np.arange(TOTAL, dtype=np.uint32)
     return out.reshape(-1)
 
 
@@ -236,6 +239,7 @@ class Decoder:
         self.index = 0  # symbols decoded so far: the next one uses lane index % lanes
         self.table = table
         self.present = table.reshape(-1, TOTAL)[:, 0] != 0  # contexts with a table
+        self._checked: dict[tuple[int, ...], bool] = {}
         self.where = where
         self._scratch = np.empty((2, self.lanes), np.uint32)
         self._need = np.empty(self.lanes, bool)
@@ -245,13 +249,13 @@ class Decoder:
         contexts = np.asarray(contexts)
         return self.decode_shifted(contexts.astype(np.uint32) << np.uint32(PRECISION))
 
-    def decode_shifted(self, base: np.ndarray, contexts: "list[int] | None" = None) -> np.ndarray:
+    def decode_shifted(self, base: np.ndarray, contexts: "tuple[int, ...] | None" = None) -> np.ndarray:
         """`decode` of contexts given as uint32 `context << PRECISION` (the row of each in the table), as uint8.
 
         `contexts`, when given, lists every context `base` may hold: if all have
         tables, the per-symbol check is skipped.
         """
-        if contexts is None or not self.present[contexts].all():
+        if contexts is None or not self._all_present(contexts):
             ctx = base >> np.uint32(PRECISION)
             ok = np.take(self.present, ctx)
             if not ok.all():
@@ -264,38 +268,53 @@ class Decoder:
         entries = self._rounds(base)
         return (entries >> np.uint32(_SYM_SHIFT)).astype(np.uint8) & np.uint8(0x7F)
 
+    def _all_present(self, contexts: tuple[int, ...]) -> bool:
+        if contexts not in self._checked:
+            self._checked[contexts] = bool(self.present[list(contexts)].all())
+        return self._checked[contexts]
+
     def _rounds(self, base: np.ndarray) -> np.ndarray:
-        """The table entries of len(base) symbols, a round (up to one symbol per lane) at a time."""
+        """The table entries of len(base) symbols, a round (up to one symbol per lane) at a time.
+
+        Small files have few lanes and many rounds, so each round is a fixed
+        handful of in-place numpy calls on preallocated buffers.
+        """
         count = base.size
         entries = np.empty(count, np.uint32)
-        done = 0
-        table, state, words = self.table, self.state, self.words
-        low, mask, shift = np.uint32(STATE_LOW), np.uint32(TOTAL - 1), np.uint32(PRECISION)
+        table, words, lanes = self.table, self.words, self.lanes
+        index, word_pos, done = self.index, self.word_pos, 0
+        low, mask, shift, freq_shift, word_shift = np.uint32(STATE_LOW), np.uint32(TOTAL - 1), np.uint32(PRECISION), np.uint32(_FREQ_SHIFT), np.uint32(16)
+        bit_and, bit_or, right_shift, multiply, add, less = np.bitwise_and, np.bitwise_or, np.right_shift, np.multiply, np.add, np.less
+        full = (self.state, self._scratch[0], self._scratch[1], self._need)
         while done < count:
-            lane0 = self.index % self.lanes
-            n = min(count - done, self.lanes - lane0)
-            x = state[lane0 : lane0 + n]
-            slot, freq, need = self._scratch[0, :n], self._scratch[1, :n], self._need[:n]
+            lane0 = index % lanes
+            n = min(count - done, lanes - lane0)
+            if n == lanes:
+                x, slot, freq, need = full
+            else:
+                x, slot, freq, need = self.state[lane0 : lane0 + n], self._scratch[0, :n], self._scratch[1, :n], self._need[:n]
             entry = entries[done : done + n]
-            np.bitwise_and(x, mask, out=slot)
-            np.bitwise_or(slot, base[done : done + n], out=slot)
-            np.take(table, slot, out=entry)
-            np.right_shift(entry, np.uint32(_FREQ_SHIFT), out=freq)
-            np.right_shift(x, shift, out=x)
-            np.multiply(x, freq, out=x)
-            np.bitwise_and(entry, mask, out=slot)
-            np.add(x, slot, out=x)  # freq * (x >> 12) + slot - start, in place in the lane states
-            np.less(x, low, out=need)
-            reads = np.flatnonzero(need)  # lanes below 2**16 read one word each, in lane order
+            bit_and(x, mask, out=slot)
+            bit_or(slot, base[done : done + n], out=slot)
+            table.take(slot, out=entry)
+            right_shift(entry, freq_shift, out=freq)
+            right_shift(x, shift, out=x)
+            multiply(x, freq, out=x)
+            bit_and(entry, mask, out=slot)
+            add(x, slot, out=x)  # freq * (x >> 12) + slot - start, in place in the lane states
+            less(x, low, out=need)
+            reads = need.nonzero()[0]  # lanes below 2**16 read one word each, in lane order
             if reads.size:
-                if self.word_pos + reads.size > words.size:
+                end = word_pos + reads.size
+                if end > words.size:
                     raise StreamEndError(
-                        f"stream ends early: symbol {self.index} needs word {words.size} of the rANS words, there are {words.size}"
+                        f"stream ends early: symbol {index} needs word {words.size} of the rANS words, there are {words.size}"
                     )
-                x[reads] = (x[reads] << np.uint32(16)) | words[self.word_pos : self.word_pos + reads.size]
-                self.word_pos += reads.size
+                x[reads] = (x[reads] << word_shift) | words[word_pos:end]
+                word_pos = end
             done += n
-            self.index += n
+            index += n
+        self.index, self.word_pos = index, word_pos
         return entries
 
     def finish(self) -> None:
@@ -349,6 +368,8 @@ class BitReader:
             raise StreamEndError(
                 f"stream ends early: the extra bits need {self.pos + total} bits, {self.where} has {self.bits}"
             )
+        if not total:
+            return np.zeros(nbits.size, np.int64)
         has = np.flatnonzero(nbits)  # most integers are small tokens without extra bits
         nbits_has = nbits[has]
         starts = self.pos + np.cumsum(nbits_has) - nbits_has

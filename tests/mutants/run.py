@@ -84,15 +84,15 @@ MUTANTS = [
     Mutant(
         "c1-rans-word-order",
         "kmcodec/rans.py",
-        'words[self.word_pos : self.word_pos + reads.size]',
-        'words[self.word_pos : self.word_pos + reads.size][::-1]',
+        'words[word_pos:end]',
+        'words[word_pos:end][::-1]',
         C1,
         "coding 1: lanes of a round read their words in the wrong order",
     ),
     Mutant(
         "c1-rans-lane-from-round",
         "kmcodec/rans.py",
-        'lane0 = self.index % self.lanes',
+        'lane0 = index % lanes',
         'lane0 = 0',
         C1,
         "coding 1: every round starts at lane 0",
