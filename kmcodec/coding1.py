@@ -483,8 +483,9 @@ class Symbols:
     bits: rans.BitReader
     escapes: EscapeOrder
 
-    def integers(self, contexts: np.ndarray) -> np.ndarray:
-        tokens = self.decoder.decode(contexts)
+    def integers(self, contexts: np.ndarray, possible: tuple[int, ...]) -> np.ndarray:
+        """Integers coded with these contexts, each one of `possible`."""
+        tokens = self.decoder.decode_shifted(contexts.astype(np.uint32) << np.uint32(rans.PRECISION), possible)
         return rans.from_tokens(tokens, self.bits.read(rans.token_extra_bits(tokens)))
 
 
@@ -600,19 +601,20 @@ def decode_pass(symbols: Symbols, geometry: Geometry, sources) -> np.ndarray:
     if edge.size:
         near = np.stack([v[edge] for v in views])
         edge_key = raw_keys(*near) | (absent << np.uint16(6))
-        varied[edge] = tables.raw_m[edge_key] != 1
-        out[edge] = near[tables.raw_perm[edge_key, 0], np.arange(edge.size)]
+        single = tables.raw_m[edge_key] == 1
+        varied[edge] = ~single
+        out[edge[single]] = near[tables.raw_perm[edge_key[single], 0], np.flatnonzero(single)]  # its one candidate
     choose = np.flatnonzero(varied)
     name = f"pass {geometry.kind} of step {geometry.d}"
     group_ = group(geometry.kind, geometry.d)
     unanimous = ny * nx - choose.size
     unanimous_escapes = choose[:0]
     if unanimous:
-        count = int(symbols.integers(np.array([CTX_COUNT]))[0])
+        count = int(symbols.integers(np.array([CTX_COUNT]), (CTX_COUNT,))[0])
         if count > unanimous:
             raise StreamLengthError(f"{name} lists {count} escapes among its {unanimous} unanimous pixels")
         if count:
-            gaps = symbols.integers(np.full(count, CTX_GAP + group_))
+            gaps = symbols.integers(np.full(count, CTX_GAP + group_), (CTX_GAP + group_,))
             at = np.cumsum(gaps + 1) - 1
             if at[-1] >= unanimous:
                 raise SymbolRangeError(f"{name}: escape gap reaches pixel {int(at[-1])} of {unanimous} unanimous pixels")
@@ -624,7 +626,7 @@ def decode_pass(symbols: Symbols, geometry: Geometry, sources) -> np.ndarray:
         nc = choose.size
         nb = np.empty((4, nc), out.dtype)  # the neighbours of the pixels to choose
         for j, view in enumerate(views):
-            np.take(view, choose, out=nb[j])
+            np.take(view, choose, out=nb[j], mode="clip")  # in range; "clip" writes to `out` unbuffered
         key = raw_keys(*nb).astype(np.uint16)
         if edge.size:
             chosen = varied[edge]
@@ -632,7 +634,10 @@ def decode_pass(symbols: Symbols, geometry: Geometry, sources) -> np.ndarray:
         symbol = symbols.decoder.decode_shifted(tables.raw_context[group_].take(key), choice_contexts(group_))
         pick = tables.raw_pick.take((key << 3) | symbol)
         escaped = np.flatnonzero(pick > 3)
-        out[choose] = nb.reshape(-1).take((pick & np.uint8(3)).astype(np.intp) * nc + np.arange(nc))
+        np.bitwise_and(pick, np.uint8(3), out=pick)  # the neighbour to copy; an escape's reference
+        at = np.multiply(pick, nc, dtype=np.intp)
+        at += np.arange(nc)
+        out[choose] = nb.reshape(-1).take(at)
     if unanimous_escapes.size or escaped.size:
         decode_escapes(symbols, group_, name, unanimous_escapes, escaped, choose, key, nb, out)
     return out
@@ -641,7 +646,7 @@ def decode_pass(symbols: Symbols, geometry: Geometry, sources) -> np.ndarray:
 def unanimous_slots(at: np.ndarray, varied: np.ndarray, geometry: Geometry) -> np.ndarray:
     """The slots of the unanimous pixels numbered `at` (in raster order)."""
     ny, nx, row = geometry.ny, geometry.nx, geometry.row
-    pixels = np.flatnonzero(~varied.reshape(ny, row)[:, :nx])[at]  # faster than searching the others' slots
+    pixels = np.flatnonzero(~varied.reshape(ny, row)[:, :nx])[at]
     return pixels + (pixels // nx) * (row - nx)
 
 
@@ -665,7 +670,7 @@ def decode_escapes(symbols: Symbols, group_: int, name: str, unanimous: np.ndarr
     else:
         at_u = at_c = slice(None)
         m = m_chosen if chosen.size else np.ones(unanimous.size, np.int64)
-    ranks = symbols.integers(CTX_ESCAPE + 4 * group_ + m - 1)
+    ranks = symbols.integers(CTX_ESCAPE + 4 * group_ + m - 1, tuple(range(CTX_ESCAPE + 4 * group_, CTX_ESCAPE + 4 * group_ + 4)))
     escapes = symbols.escapes
     if not escapes.ranked:
         slots = np.empty(m.size, np.intp)

@@ -239,7 +239,6 @@ class Decoder:
         self.index = 0  # symbols decoded so far: the next one uses lane index % lanes
         self.table = table
         self.present = table.reshape(-1, TOTAL)[:, 0] != 0  # contexts with a table
-        self._checked: dict[tuple[int, ...], bool] = {}
         self.where = where
         self._scratch = np.empty((2, self.lanes), np.uint32)
         self._need = np.empty(self.lanes, bool)
@@ -252,12 +251,18 @@ class Decoder:
     def decode_shifted(self, base: np.ndarray, contexts: "tuple[int, ...] | None" = None) -> np.ndarray:
         """`decode` of contexts given as uint32 `context << PRECISION` (the row of each in the table), as uint8.
 
-        `contexts`, when given, lists every context `base` may hold: if all have
-        tables, the per-symbol check is skipped.
+        `contexts`, when given, lists every context `base` may hold: the symbols
+        are then checked only against those of them without a table.
         """
-        if contexts is None or not self._all_present(contexts):
+        absent = [c for c in contexts if not self.present[c]] if contexts is not None else None
+        if absent is None or absent:
             ctx = base >> np.uint32(PRECISION)
-            ok = np.take(self.present, ctx)
+            if absent is None:
+                ok = np.take(self.present, ctx)
+            else:
+                ok = ctx != absent[0]
+                for c in absent[1:]:
+                    ok &= ctx != c
             if not ok.all():
                 # Decode the rounds before the one holding the first symbol without a table, so that
                 # a stream ending early in them still reports that first, then name the symbol.
@@ -267,11 +272,6 @@ class Decoder:
                 raise SymbolRangeError(f"symbol {symbol} needs context {int(ctx[bad])}, whose table is absent")
         entries = self._rounds(base)
         return (entries >> np.uint32(_SYM_SHIFT)).astype(np.uint8) & np.uint8(0x7F)
-
-    def _all_present(self, contexts: tuple[int, ...]) -> bool:
-        if contexts not in self._checked:
-            self._checked[contexts] = bool(self.present[list(contexts)].all())
-        return self._checked[contexts]
 
     def _rounds(self, base: np.ndarray) -> np.ndarray:
         """The table entries of len(base) symbols, a round (up to one symbol per lane) at a time.
@@ -296,7 +296,7 @@ class Decoder:
             entry = entries[done : done + n]
             bit_and(x, mask, out=slot)
             bit_or(slot, base[done : done + n], out=slot)
-            table.take(slot, out=entry)
+            table.take(slot, out=entry, mode="clip")  # in range; "clip" writes to `out` unbuffered
             right_shift(entry, freq_shift, out=freq)
             right_shift(x, shift, out=x)
             multiply(x, freq, out=x)
