@@ -30,6 +30,7 @@ Encoder and decoder sit side by side: `encode_labels` and `decode_labels`.
 from __future__ import annotations
 
 import functools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +42,9 @@ from .errors import StreamLengthError, StreamStructureError, SymbolRangeError
 METHOD = 0  # spec §11.1: this module's method; method 1 is `zstd_labels` (§11.11)
 HEADER_SIZE = 9  # method, lanes, first label, extra bytes
 RANK_MAX_K = 256  # spec §11.5: up to this K escapes are ranked by colour distance
+# The decoder overlaps passes B and C on a worker thread from this many pixels per pass
+# (images of 4x as many); tests lower it to reach that path with small images.
+THREAD_MIN_PIXELS = 1 << 18
 
 # spec §11.3: neighbour offsets (dy, dx) in units of d, in neighbour order.
 DIAGONAL = ((-1, -1), (-1, 1), (1, -1), (1, 1))  # pass A: NW, NE, SW, SE
@@ -278,6 +282,13 @@ class EscapeOrder:
             self.order = np.argsort(dist * self.k + np.arange(self.k)[None, :], axis=1).astype(np.int32)  # ties: lower index
             self.position = np.empty_like(self.order)
             np.put_along_axis(self.position, self.order, np.arange(self.k)[None, :], axis=1)
+            # The decoder's copies in rows of 256, so a row and a column make one uint16 index.
+            self.position_rows = np.zeros((self.k, 256), np.uint16)
+            self.position_rows[:, : self.k] = self.position
+            self.position_rows = self.position_rows.reshape(-1)
+            self.order_rows = np.zeros((self.k, 256), np.uint8)
+            self.order_rows[:, : self.k] = self.order
+            self.order_rows = self.order_rows.reshape(-1)
 
     def ranks(self, labels: np.ndarray, cands: np.ndarray, m: np.ndarray) -> np.ndarray:
         ref = cands[:, 0].astype(np.int64)
@@ -317,15 +328,7 @@ class EscapeOrder:
         """K <= 256, checked ranks: the label at rank `ranks` among the entries ordered from `ref`, skipping the candidates.
 
         The candidates are `ref` and the labels `others[j]`, where `repeat[j]` is 0.
-        Positions and labels are looked up in rows of 256, by uint16 indices.
         """
-        if not hasattr(self, "position_rows"):
-            self.position_rows = np.zeros((self.k, 256), np.uint16)
-            self.position_rows[:, : self.k] = self.position
-            self.position_rows = self.position_rows.reshape(-1)
-            self.order_rows = np.zeros((self.k, 256), np.uint8)
-            self.order_rows[:, : self.k] = self.order
-            self.order_rows = self.order_rows.reshape(-1)
         row = ref.astype(np.uint16) << np.uint16(8)
         if not others:
             skip = [self.position_rows.take(row | ref)]
@@ -496,32 +499,53 @@ def decode_levels(symbols: Symbols, first: int, width: int, height: int, k: int)
     and pass A's labels are copied into zero-padded arrays of one row length, so
     every neighbour of a pass is the same array read at a fixed offset: each pass
     works on flat, contiguous views, one slot per pixel plus a few past each row's end.
+
+    Passes B and C depend only on pass A and coarser levels, so on large images a
+    worker thread prepares pass C while pass B is read, and finishes pass B while
+    pass C is read (numpy releases the GIL in large array operations). The stream
+    itself is read in order on this thread, so errors come in stream order.
     """
     dtype = label_dtype(k)
     grid = np.full((1, 1), first, dtype)
-    for d in levels(width, height):
-        gy, gx = grid.shape
-        ay, ax = len(range(d, height, 2 * d)), len(range(d, width, 2 * d))
-        row = gx + 2  # room for a neighbour one past either end of a row
-        g = np.zeros((gy + 3, row), dtype)
-        g[:gy, :gx] = grid
-        a = np.zeros((ay + 4, row), dtype)  # pass A's labels at [1 : ay + 1, 1 : ax + 1]
-        sources = {  # (array, offset) of each neighbour, in the order of spec §11.3
-            "A": ((g, 0), (g, 1), (g, row), (g, row + 1)),
-            "B": ((a, 1), (g, 0), (g, 1), (a, row + 1)),
-            "C": ((g, 0), (a, row), (a, row + 1), (g, row)),
-        }
-        fine = np.empty((gy + ay, gx + ax), dtype)
-        fine[0::2, 0::2] = grid
-        for kind, y0, x0, offsets in PASSES:
-            ny, nx = (ay if y0 else gy), (ax if x0 else gx)
-            if ny and nx:
-                geometry = Geometry(kind, d, ny, nx, row, offsets, width, height)
-                out = decode_pass(symbols, geometry, sources[kind]).reshape(ny, row)[:, :nx]
-                fine[y0::2, x0::2] = out
-                if kind == "A":
-                    a[1 : ay + 1, 1 : ax + 1] = out
-        grid = fine
+    pool = ThreadPoolExecutor(1) if width * height >= 4 * THREAD_MIN_PIXELS else None
+    try:
+        for d in levels(width, height):
+            gy, gx = grid.shape
+            ay, ax = len(range(d, height, 2 * d)), len(range(d, width, 2 * d))
+            row = gx + 2  # room for a neighbour one past either end of a row
+            g = np.zeros((gy + 3, row), dtype)
+            g[:gy, :gx] = grid
+            a = np.zeros((ay + 4, row), dtype)  # pass A's labels at [1 : ay + 1, 1 : ax + 1]
+            sources = {  # (array, offset) of each neighbour, in the order of spec §11.3
+                "A": ((g, 0), (g, 1), (g, row), (g, row + 1)),
+                "B": ((a, 1), (g, 0), (g, 1), (a, row + 1)),
+                "C": ((g, 0), (a, row), (a, row + 1), (g, row)),
+            }
+            geometry = {}
+            for kind, y0, x0, offsets in PASSES:
+                ny, nx = (ay if y0 else gy), (ax if x0 else gx)
+                if ny and nx:
+                    geometry[kind] = Geometry(kind, d, ny, nx, row, offsets, width, height)
+            fine = np.empty((gy + ay, gx + ax), dtype)
+            fine[0::2, 0::2] = grid
+            if "A" in geometry:
+                fine[1::2, 1::2] = a[1 : ay + 1, 1 : ax + 1] = decode_pass(symbols, prepare_pass(geometry["A"], sources["A"]))
+            b, c = geometry.get("B"), geometry.get("C")
+            if pool is not None and b is not None and c is not None and c.ny * c.nx >= THREAD_MIN_PIXELS:
+                prepared_c = pool.submit(prepare_pass, c, sources["C"])
+                prepared_b = prepare_pass(b, sources["B"])
+                finished_b = pool.submit(finish_pass, prepared_b, read_pass(symbols, prepared_b), symbols.escapes)
+                fine[1::2, 0::2] = decode_pass(symbols, prepared_c.result())
+                fine[0::2, 1::2] = finished_b.result()
+            else:
+                if b is not None:
+                    fine[0::2, 1::2] = decode_pass(symbols, prepare_pass(b, sources["B"]))
+                if c is not None:
+                    fine[1::2, 0::2] = decode_pass(symbols, prepare_pass(c, sources["C"]))
+            grid = fine
+    finally:
+        if pool is not None:
+            pool.shutdown()
     return grid
 
 
@@ -583,8 +607,39 @@ def raw_keys(n0: np.ndarray, n1: np.ndarray, n2: np.ndarray, n3: np.ndarray) -> 
     return key
 
 
-def decode_pass(symbols: Symbols, geometry: Geometry, sources) -> np.ndarray:
+@dataclass
+class Prepared:
+    """A pass before its symbols are read: what the neighbours alone decide."""
+
+    geometry: Geometry
+    varied: np.ndarray  # per slot: the pixel has more than one candidate
+    out: np.ndarray  # per slot: the label so far (a unanimous pixel's one candidate)
+    choose: np.ndarray  # slots of the pixels with more than one candidate
+    nb: "np.ndarray | None"  # their 4 neighbours' labels (4 x choose.size)
+    key: "np.ndarray | None"  # their raw keys
+    contexts: "np.ndarray | None"  # their choice contexts, shifted to rows of the rANS table
+
+
+@dataclass
+class Read:
+    """What a pass read from the stream."""
+
+    unanimous: np.ndarray  # slots of the unanimous pixels that escape
+    pick: "np.ndarray | None"  # per pixel to choose: raw_pick of its key and symbol
+    escaped: np.ndarray  # which pixels to choose escape (indices into `choose`)
+    ranks: "np.ndarray | None"  # escape ranks, unanimous and chosen mixed in raster order
+    at_u: "np.ndarray | slice"  # where in `ranks` the unanimous escapes are
+    at_c: "np.ndarray | slice"  # where in `ranks` the chosen escapes are
+    labels: "np.ndarray | None"  # K > 256: the escapes' labels, in raster order
+
+
+def decode_pass(symbols: Symbols, prepared: Prepared) -> np.ndarray:
     """One pass's labels (spec §11.4-§11.5), one per slot (ny rows of `row` slots)."""
+    return finish_pass(prepared, read_pass(symbols, prepared), symbols.escapes)
+
+
+def prepare_pass(geometry: Geometry, sources) -> Prepared:
+    """Unanimity, candidates and choice contexts of a pass, from its neighbours (spec §11.3-§11.4)."""
     tables = code_tables()
     ny, nx, row = geometry.ny, geometry.nx, geometry.row
     size = ny * row
@@ -605,10 +660,27 @@ def decode_pass(symbols: Symbols, geometry: Geometry, sources) -> np.ndarray:
         varied[edge] = ~single
         out[edge[single]] = near[tables.raw_perm[edge_key[single], 0], np.flatnonzero(single)]  # its one candidate
     choose = np.flatnonzero(varied)
+    if not choose.size:
+        return Prepared(geometry, varied, out, choose, None, None, None)
+    nb = np.empty((4, choose.size), out.dtype)  # the neighbours of the pixels to choose
+    for j, view in enumerate(views):
+        np.take(view, choose, out=nb[j], mode="clip")  # in range; "clip" writes to `out` unbuffered
+    key = raw_keys(*nb).astype(np.uint16)
+    if edge.size:
+        chosen = varied[edge]
+        key[np.searchsorted(choose, edge[chosen])] = edge_key[chosen]
+    contexts = tables.raw_context[group(geometry.kind, geometry.d)].take(key)
+    return Prepared(geometry, varied, out, choose, nb, key, contexts)
+
+
+def read_pass(symbols: Symbols, p: Prepared) -> Read:
+    """A pass's part of the stream, in order: escape count and gaps, choices, escape ranks; checked as read."""
+    tables = code_tables()
+    geometry = p.geometry
     name = f"pass {geometry.kind} of step {geometry.d}"
     group_ = group(geometry.kind, geometry.d)
-    unanimous = ny * nx - choose.size
-    unanimous_escapes = choose[:0]
+    unanimous = geometry.ny * geometry.nx - p.choose.size
+    unanimous_escapes = p.choose[:0]
     if unanimous:
         count = int(symbols.integers(np.array([CTX_COUNT]), (CTX_COUNT,))[0])
         if count > unanimous:
@@ -618,29 +690,47 @@ def decode_pass(symbols: Symbols, geometry: Geometry, sources) -> np.ndarray:
             at = np.cumsum(gaps + 1) - 1
             if at[-1] >= unanimous:
                 raise SymbolRangeError(f"{name}: escape gap reaches pixel {int(at[-1])} of {unanimous} unanimous pixels")
-            unanimous_escapes = unanimous_slots(at, varied, geometry)
-    if not choose.size:
-        escaped = choose
-        key = nb = None
-    else:
-        nc = choose.size
-        nb = np.empty((4, nc), out.dtype)  # the neighbours of the pixels to choose
-        for j, view in enumerate(views):
-            np.take(view, choose, out=nb[j], mode="clip")  # in range; "clip" writes to `out` unbuffered
-        key = raw_keys(*nb).astype(np.uint16)
-        if edge.size:
-            chosen = varied[edge]
-            key[np.searchsorted(choose, edge[chosen])] = edge_key[chosen]
-        symbol = symbols.decoder.decode_shifted(tables.raw_context[group_].take(key), choice_contexts(group_))
-        pick = tables.raw_pick.take((key << 3) | symbol)
-        escaped = np.flatnonzero(pick > 3)
+            unanimous_escapes = unanimous_slots(at, p.varied, geometry)
+    p.varied = None  # free what is no longer needed as soon as possible: fewer fresh pages later
+    read = Read(unanimous_escapes, None, p.choose[:0], None, slice(None), slice(None), None)
+    if p.choose.size:
+        symbol = symbols.decoder.decode_shifted(p.contexts, choice_contexts(group_))
+        p.contexts = None
+        read.pick = tables.raw_pick.take((p.key << 3) | symbol)
+        read.escaped = np.flatnonzero(read.pick > 3)
+    if unanimous_escapes.size or read.escaped.size:
+        read_escapes(symbols, group_, name, p, read)
+    return read
+
+
+def finish_pass(p: Prepared, read: Read, escapes: EscapeOrder) -> np.ndarray:
+    """The pass's labels from what was read: named candidates, then escapes (spec §11.5)."""
+    out = p.out
+    if p.choose.size:
+        nc = p.choose.size
+        pick = read.pick
         np.bitwise_and(pick, np.uint8(3), out=pick)  # the neighbour to copy; an escape's reference
         at = np.multiply(pick, nc, dtype=np.intp)
         at += np.arange(nc)
-        out[choose] = nb.reshape(-1).take(at)
-    if unanimous_escapes.size or escaped.size:
-        decode_escapes(symbols, group_, name, unanimous_escapes, escaped, choose, key, nb, out)
-    return out
+        out[p.choose] = p.nb.reshape(-1).take(at)
+    unanimous, escaped = read.unanimous, read.escaped
+    chosen = p.choose.take(escaped)
+    if read.labels is not None:  # K > 256
+        slots = np.empty(read.labels.size, np.intp)
+        if unanimous.size:
+            slots[read.at_u] = unanimous
+        if chosen.size:
+            slots[read.at_c] = chosen
+        out[slots] = read.labels
+    elif read.ranks is not None:
+        if unanimous.size:
+            out[unanimous] = escapes.ranked_labels(read.ranks[read.at_u], out.take(unanimous), [], [])
+        if chosen.size:
+            keys = p.key.take(escaped)
+            others = [row.take(escaped) for row in p.nb]
+            repeat = [gone.take(keys) for gone in code_tables().raw_repeat]
+            out[chosen] = escapes.ranked_labels(read.ranks[read.at_c], out.take(chosen), others, repeat)
+    return out.reshape(p.geometry.ny, p.geometry.row)[:, : p.geometry.nx]
 
 
 def unanimous_slots(at: np.ndarray, varied: np.ndarray, geometry: Geometry) -> np.ndarray:
@@ -650,43 +740,36 @@ def unanimous_slots(at: np.ndarray, varied: np.ndarray, geometry: Geometry) -> n
     return pixels + (pixels // nx) * (row - nx)
 
 
-def decode_escapes(symbols: Symbols, group_: int, name: str, unanimous: np.ndarray, escaped: np.ndarray, choose: np.ndarray, key, nb, out: np.ndarray) -> None:
-    """Decode a pass's escapes (spec §11.5) into `out`, which holds each one's candidate 0.
+def read_escapes(symbols: Symbols, group_: int, name: str, p: Prepared, read: Read) -> None:
+    """Read a pass's escape ranks (spec §11.5) into `read`, checked.
 
-    `unanimous` are the slots of unanimous escapes (1 candidate); `escaped`
-    numbers the escapes among the pixels to choose (slots `choose`), whose
-    candidates their keys name. Their ranks come in raster order, both kinds mixed.
+    Unanimous escapes have 1 candidate; an escape among the pixels to choose has
+    those its key names. Their ranks come in raster order, both kinds mixed.
     """
-    tables = code_tables()
-    chosen = choose[escaped]
-    keys = key[escaped] if escaped.size else None
-    m_chosen = tables.raw_m.take(keys).astype(np.int64) if escaped.size else None
+    unanimous, escaped = read.unanimous, read.escaped
+    chosen = p.choose[escaped]
+    m_chosen = code_tables().raw_m.take(p.key[escaped]).astype(np.int64) if escaped.size else None
     if unanimous.size and chosen.size:
         order = np.argsort(np.concatenate([unanimous, chosen]), kind="stable")  # two sorted runs: a merge
         from_unanimous = order < unanimous.size
-        at_u, at_c = np.flatnonzero(from_unanimous), np.flatnonzero(~from_unanimous)
+        read.at_u, read.at_c = np.flatnonzero(from_unanimous), np.flatnonzero(~from_unanimous)
         m = np.ones(order.size, np.int64)
-        m[at_c] = m_chosen
+        m[read.at_c] = m_chosen
     else:
-        at_u = at_c = slice(None)
         m = m_chosen if chosen.size else np.ones(unanimous.size, np.int64)
-    ranks = symbols.integers(CTX_ESCAPE + 4 * group_ + m - 1, tuple(range(CTX_ESCAPE + 4 * group_, CTX_ESCAPE + 4 * group_ + 4)))
+    base = CTX_ESCAPE + 4 * group_
+    read.ranks = symbols.integers(base + m - 1, tuple(range(base, base + 4)))
     escapes = symbols.escapes
-    if not escapes.ranked:
-        slots = np.empty(m.size, np.intp)
-        if unanimous.size:
-            slots[at_u] = unanimous
-        if chosen.size:
-            slots[at_c] = chosen
-        out[slots] = escapes.labels(ranks, out[slots], name)
+    if escapes.ranked:
+        escapes.check(ranks=read.ranks, m=m, where=name)
         return
-    escapes.check(ranks, m, name)
+    # K > 256: each label is its candidate 0 plus a difference, checked now (in stream order).
+    ref = np.empty(m.size, p.out.dtype)
     if unanimous.size:
-        out[unanimous] = escapes.ranked_labels(ranks[at_u], out.take(unanimous), [], [])
+        ref[read.at_u] = p.out.take(unanimous)
     if chosen.size:
-        others = [row.take(escaped) for row in nb]
-        repeat = [gone.take(keys) for gone in tables.raw_repeat]
-        out[chosen] = escapes.ranked_labels(ranks[at_c], out.take(chosen), others, repeat)
+        ref[read.at_c] = p.nb.reshape(-1).take(code_tables().raw_perm[p.key[escaped], 0] * p.choose.size + escaped)
+    read.labels = escapes.labels(read.ranks, ref, name)
 
 
 def read_padded(reader: rans.Reader, alphabet: int, name: str) -> np.ndarray:

@@ -271,7 +271,8 @@ class Decoder:
                 self._rounds(base[: max(0, bad - symbol % self.lanes)])
                 raise SymbolRangeError(f"symbol {symbol} needs context {int(ctx[bad])}, whose table is absent")
         entries = self._rounds(base)
-        return (entries >> np.uint32(_SYM_SHIFT)).astype(np.uint8) & np.uint8(0x7F)
+        symbols = np.right_shift(entries, np.uint32(_SYM_SHIFT), out=entries).astype(np.uint8)
+        return np.bitwise_and(symbols, np.uint8(0x7F), out=symbols)
 
     def _rounds(self, base: np.ndarray) -> np.ndarray:
         """The table entries of len(base) symbols, a round (up to one symbol per lane) at a time.

@@ -4,6 +4,7 @@ import re
 import struct
 import tracemalloc
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +135,69 @@ def test_escapes_with_more_than_256_entries_use_index_differences():
     labels = rng.integers(0, 300, (64, 64))
     labels[:32] = 5  # a flat half keeps coding 1 smaller than coding 0
     check_round_trip(rng.integers(0, 256, (300, 3), dtype=np.uint8), labels)
+
+
+# --- the decoder's worker thread (large images only, so the tests lower its threshold) ---
+
+
+def threaded_cases():
+    """Label maps with unanimous and chosen escapes, odd sizes, both escape codings (K <= 256 and K > 256)."""
+    rng = np.random.default_rng(8)
+    for k, height, width in ((2, 9, 7), (16, 37, 23), (256, 40, 64), (1000, 33, 48)):
+        y, x = np.mgrid[0:height, 0:width]
+        labels = (x // 5 + y // 4) % k
+        noise = rng.random((height, width)) < 0.2
+        labels[noise] = rng.integers(0, k, int(noise.sum()))
+        yield rng.integers(0, 256, (k, 3), dtype=np.uint8), labels
+
+
+class CountingPool(ThreadPoolExecutor):
+    submitted = 0
+
+    def submit(self, *args, **kwargs):
+        CountingPool.submitted += 1
+        return super().submit(*args, **kwargs)
+
+
+@pytest.fixture
+def threaded(monkeypatch):
+    monkeypatch.setattr(coding1, "THREAD_MIN_PIXELS", 1)
+    monkeypatch.setattr(coding1, "ThreadPoolExecutor", CountingPool)
+    CountingPool.submitted = 0
+    return CountingPool
+
+
+def test_threaded_decode_gives_the_same_labels(threaded):
+    for palette, labels in threaded_cases():
+        stream = coding1.encode_labels(labels, palette)
+        decoded = coding1.decode_labels(memoryview(stream), labels.shape[1], labels.shape[0], palette, 0)
+        assert np.array_equal(decoded, labels)
+    assert threaded.submitted > 0  # the worker thread did take part
+
+
+def test_threaded_decode_raises_the_same_errors(threaded, monkeypatch):
+    """Truncated and corrupted streams fail with the same class and message with or without the worker."""
+    palette, labels = list(threaded_cases())[1]
+    stream = coding1.encode_labels(labels, palette)
+    rng = np.random.default_rng(3)
+    broken = [stream[:n] for n in range(len(stream) - 40, len(stream), 3)]
+    for at in rng.integers(60, len(stream), 40):
+        flipped = bytearray(stream)
+        flipped[at] ^= 1 << int(rng.integers(0, 8))
+        broken.append(bytes(flipped))
+
+    def outcome(data: bytes) -> str:
+        try:
+            coding1.decode_labels(memoryview(data), labels.shape[1], labels.shape[0], palette, 0)
+        except errors.KmqError as error:
+            return f"{type(error).__name__}: {error}"
+        return "decoded"
+
+    with_worker = [outcome(data) for data in broken]
+    assert threaded.submitted > 0
+    monkeypatch.setattr(coding1, "THREAD_MIN_PIXELS", 1 << 40)
+    assert [outcome(data) for data in broken] == with_worker
+    assert sum(result != "decoded" for result in with_worker) > 20
 
 
 def test_encoder_falls_back_to_coding_0_when_coding_1_is_not_smaller():
