@@ -45,6 +45,7 @@ RANK_MAX_K = 256  # spec §11.5: up to this K escapes are ranked by colour dista
 # The decoder overlaps passes B and C on a worker thread from this many pixels per pass
 # (images of 4x as many); tests lower it to reach that path with small images.
 THREAD_MIN_PIXELS = 1 << 18
+CHUNK = 1 << 16  # pixels to choose per chunk of the element-wise work: temporaries stay in cache
 
 # spec §11.3: neighbour offsets (dy, dx) in units of d, in neighbour order.
 DIAGONAL = ((-1, -1), (-1, 1), (1, -1), (1, 1))  # pass A: NW, NE, SW, SE
@@ -662,10 +663,14 @@ def prepare_pass(geometry: Geometry, sources) -> Prepared:
     choose = np.flatnonzero(varied)
     if not choose.size:
         return Prepared(geometry, varied, out, choose, None, None, None)
-    nb = np.empty((4, choose.size), out.dtype)  # the neighbours of the pixels to choose
-    for j, view in enumerate(views):
-        np.take(view, choose, out=nb[j], mode="clip")  # in range; "clip" writes to `out` unbuffered
-    key = raw_keys(*nb).astype(np.uint16)
+    nc = choose.size
+    nb = np.empty((4, nc), out.dtype)  # the neighbours of the pixels to choose
+    key = np.empty(nc, np.uint16)
+    for start in range(0, nc, CHUNK):  # in chunks: temporaries stay in cache
+        end = min(nc, start + CHUNK)
+        for j, view in enumerate(views):
+            np.take(view, choose[start:end], out=nb[j, start:end], mode="clip")  # "clip": `out` unbuffered
+        key[start:end] = raw_keys(*nb[:, start:end])
     if edge.size:
         chosen = varied[edge]
         key[np.searchsorted(choose, edge[chosen])] = edge_key[chosen]
@@ -706,13 +711,14 @@ def read_pass(symbols: Symbols, p: Prepared) -> Read:
 def finish_pass(p: Prepared, read: Read, escapes: EscapeOrder) -> np.ndarray:
     """The pass's labels from what was read: named candidates, then escapes (spec §11.5)."""
     out = p.out
-    if p.choose.size:
-        nc = p.choose.size
-        pick = read.pick
-        np.bitwise_and(pick, np.uint8(3), out=pick)  # the neighbour to copy; an escape's reference
-        at = np.multiply(pick, nc, dtype=np.intp)
-        at += np.arange(nc)
-        out[p.choose] = p.nb.reshape(-1).take(at)
+    nc = p.choose.size
+    pick = read.pick
+    for start in range(0, nc, CHUNK):
+        end = min(nc, start + CHUNK)
+        chunk = np.bitwise_and(pick[start:end], np.uint8(3))  # the neighbour to copy; an escape's reference
+        at = np.multiply(chunk, nc, dtype=np.intp)
+        at += np.arange(start, end)
+        out[p.choose[start:end]] = p.nb.reshape(-1).take(at)
     unanimous, escaped = read.unanimous, read.escaped
     chosen = p.choose.take(escaped)
     if read.labels is not None:  # K > 256

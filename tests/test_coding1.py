@@ -175,6 +175,14 @@ def test_threaded_decode_gives_the_same_labels(threaded):
     assert threaded.submitted > 0  # the worker thread did take part
 
 
+def test_work_in_chunks_gives_the_same_labels(monkeypatch):
+    monkeypatch.setattr(coding1, "CHUNK", 7)  # large passes work in chunks of 65536 pixels to choose
+    for palette, labels in threaded_cases():
+        stream = coding1.encode_labels(labels, palette)
+        decoded = coding1.decode_labels(memoryview(stream), labels.shape[1], labels.shape[0], palette, 0)
+        assert np.array_equal(decoded, labels)
+
+
 def test_threaded_decode_raises_the_same_errors(threaded, monkeypatch):
     """Truncated and corrupted streams fail with the same class and message with or without the worker."""
     palette, labels = list(threaded_cases())[1]

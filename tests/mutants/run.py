@@ -178,6 +178,14 @@ MUTANTS = [
         "coding 1 decoder: the worker-thread path is never taken",
     ),
     Mutant(
+        "c1-chunk-offset-lost",
+        "kmcodec/coding1.py",
+        "at += np.arange(start, end)",
+        "at += np.arange(0, end - start)",
+        ("tests/test_coding1.py",),
+        "coding 1 decoder (large passes): chunks after the first copy the first chunk's neighbours",
+    ),
+    Mutant(
         "c1-absent-table-unchecked",
         "kmcodec/rans.py",
         "absent = [c for c in contexts if not self.present[c]] if contexts is not None else None",
