@@ -183,14 +183,6 @@ class Pass:
         """The choice context (spec §11.4 item 3) of the pixels `index`."""
         return CTX_CHOICE + len(CHOICE_PATTERNS) * self.group + code_tables().choice[self.code[index]]
 
-    def unanimous_label(self) -> np.ndarray:
-        """For every unanimous pixel, its one candidate: the smallest neighbour, as absent ones are K.
-
-        (Other pixels get a value here too, which the caller replaces.)
-        """
-        a, b, c, d = self.neighbours
-        return np.minimum(np.minimum(a, b), np.minimum(c, d))
-
     def candidate(self, index: np.ndarray, which: np.ndarray | int) -> np.ndarray:
         """Candidate number `which` of the pixels `index`."""
         n = self.code.size
@@ -489,7 +481,7 @@ class Symbols:
 
     def integers(self, contexts: np.ndarray, possible: tuple[int, ...]) -> np.ndarray:
         """Integers coded with these contexts, each one of `possible`."""
-        tokens = self.decoder.decode_shifted(contexts.astype(np.uint32) << np.uint32(rans.PRECISION), possible)
+        tokens = self.decoder.decode(contexts.astype(np.uint32) << np.uint32(rans.PRECISION), possible)
         return rans.from_tokens(tokens, self.bits.read(rans.token_extra_bits(tokens)))
 
 
@@ -699,7 +691,7 @@ def read_pass(symbols: Symbols, p: Prepared) -> Read:
     p.varied = None  # free what is no longer needed as soon as possible: fewer fresh pages later
     read = Read(unanimous_escapes, None, p.choose[:0], None, slice(None), slice(None), None)
     if p.choose.size:
-        symbol = symbols.decoder.decode_shifted(p.contexts, choice_contexts(group_))
+        symbol = symbols.decoder.decode(p.contexts, choice_contexts(group_))
         p.contexts = None
         read.pick = tables.raw_pick.take((p.key << 3) | symbol)
         read.escaped = np.flatnonzero(read.pick > 3)

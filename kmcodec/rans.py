@@ -243,26 +243,19 @@ class Decoder:
         self._scratch = np.empty((2, self.lanes), np.uint32)
         self._need = np.empty(self.lanes, bool)
 
-    def decode(self, contexts: np.ndarray) -> np.ndarray:
-        """Decode one symbol per entry of `contexts`, in order."""
-        contexts = np.asarray(contexts)
-        return self.decode_shifted(contexts.astype(np.uint32) << np.uint32(PRECISION))
+    def decode(self, base: np.ndarray, contexts: tuple[int, ...]) -> np.ndarray:
+        """Decode one symbol per entry of `base`, in order, as uint8.
 
-    def decode_shifted(self, base: np.ndarray, contexts: "tuple[int, ...] | None" = None) -> np.ndarray:
-        """`decode` of contexts given as uint32 `context << PRECISION` (the row of each in the table), as uint8.
-
-        `contexts`, when given, lists every context `base` may hold: the symbols
-        are then checked only against those of them without a table.
+        `base` holds each symbol's context shifted to its row of the table
+        (uint32 `context << PRECISION`); `contexts` lists every context it may
+        hold, and only those of them without a table are looked for.
         """
-        absent = [c for c in contexts if not self.present[c]] if contexts is not None else None
-        if absent is None or absent:
+        absent = [c for c in contexts if not self.present[c]]
+        if absent:
             ctx = base >> np.uint32(PRECISION)
-            if absent is None:
-                ok = np.take(self.present, ctx)
-            else:
-                ok = ctx != absent[0]
-                for c in absent[1:]:
-                    ok &= ctx != c
+            ok = ctx != absent[0]
+            for c in absent[1:]:
+                ok &= ctx != c
             if not ok.all():
                 # Decode the rounds before the one holding the first symbol without a table, so that
                 # a stream ending early in them still reports that first, then name the symbol.
