@@ -9,6 +9,7 @@ pages, so the page, the decoder and the one file are served over HTTP, on
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import webbrowser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -93,6 +94,9 @@ def run_view(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise KmqError(f"cannot serve on {HOST}:{args.port}: {exc.strerror or exc}") from None
     url = f"http://{HOST}:{server.server_address[1]}/?file=/file/{quote(source.name)}"
+    # A shell starts background jobs (`kmq view x.kmq &`) with SIGINT ignored, and Python
+    # keeps it so; the server would then outlive `kill -INT`. Ctrl-C must always stop it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:  # Ctrl-C from the moment the URL is out is a normal stop
         print(url, flush=True)
         print(f"kmq: serving {source} for the viewer; Ctrl-C stops", file=sys.stderr, flush=True)

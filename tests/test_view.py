@@ -69,6 +69,21 @@ def test_view_stops_on_ctrl_c_with_exit_0():
         assert "stopped" in proc.stderr.read()
 
 
+def test_view_started_as_a_background_job_still_stops_on_ctrl_c():
+    """A shell's `kmq view x.kmq &` starts with SIGINT ignored; SIGINT must still stop the server."""
+    ignoring = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731
+    proc = subprocess.Popen(kmq_view(str(FIXTURE), "--no-browser"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=ignoring)
+    try:
+        assert proc.stdout.readline().startswith("http://127.0.0.1:")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.mark.parametrize(
     ("name", "message"),
     [("missing.kmq", "no such file"), ("bad_check_zero.kmq", "bad check at byte 45")],
