@@ -19,8 +19,6 @@ whatever its Zstandard library says. The library (`zstandard`) does the rest.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from .bitpack import label_dtype
@@ -40,15 +38,7 @@ def label_width(k: int) -> int:
     return 1 if k <= 256 else 2
 
 
-@dataclass
-class Frame:
-    """What the header walk learns: the content size and where the frame's bytes end."""
-
-    content_size: int
-    end: int
-
-
-def walk_frame(stream: memoryview, need: int, offset: int) -> Frame:
+def walk_frame(stream: memoryview, need: int, offset: int) -> None:
     """Check the frame's header and block headers against spec §11.11 steps 1-3 (rules 10-12).
 
     `stream` is the whole label stream (the method byte first); `need` is N*B;
@@ -97,7 +87,6 @@ def walk_frame(stream: memoryview, need: int, offset: int) -> Frame:
             break
     if pos != n:
         raise StreamEndError(f"label stream has {n - pos} bytes left over after its Zstandard frame ends at byte {at(pos)}")
-    return Frame(content_size, pos)
 
 
 def decode_labels(stream: memoryview, width: int, height: int, k: int, offset: int) -> np.ndarray:
