@@ -608,9 +608,9 @@ class Prepared:
     varied: np.ndarray  # per slot: the pixel has more than one candidate
     out: np.ndarray  # per slot: the label so far (a unanimous pixel's one candidate)
     choose: np.ndarray  # slots of the pixels with more than one candidate
-    nb: "np.ndarray | None"  # their 4 neighbours' labels (4 x choose.size)
-    key: "np.ndarray | None"  # their raw keys
-    contexts: "np.ndarray | None"  # their choice contexts, shifted to rows of the rANS table
+    nb: np.ndarray | None  # their 4 neighbours' labels (4 x choose.size)
+    key: np.ndarray | None  # their raw keys
+    contexts: np.ndarray | None  # their choice contexts, shifted to rows of the rANS table
 
 
 @dataclass
@@ -618,12 +618,12 @@ class Read:
     """What a pass read from the stream."""
 
     unanimous: np.ndarray  # slots of the unanimous pixels that escape
-    pick: "np.ndarray | None"  # per pixel to choose: raw_pick of its key and symbol
+    pick: np.ndarray | None  # per pixel to choose: raw_pick of its key and symbol
     escaped: np.ndarray  # which pixels to choose escape (indices into `choose`)
-    ranks: "np.ndarray | None"  # escape ranks, unanimous and chosen mixed in raster order
-    at_u: "np.ndarray | slice"  # where in `ranks` the unanimous escapes are
-    at_c: "np.ndarray | slice"  # where in `ranks` the chosen escapes are
-    labels: "np.ndarray | None"  # K > 256: the escapes' labels, in raster order
+    ranks: np.ndarray | None  # escape ranks, unanimous and chosen mixed in raster order
+    at_u: np.ndarray | slice  # where in `ranks` the unanimous escapes are
+    at_c: np.ndarray | slice  # where in `ranks` the chosen escapes are
+    labels: np.ndarray | None  # K > 256: the escapes' labels, in raster order
 
 
 def decode_pass(symbols: Symbols, prepared: Prepared) -> np.ndarray:

@@ -22,7 +22,12 @@ from __future__ import annotations
 import numpy as np
 
 from .bitpack import label_dtype
-from .errors import StreamEndError, StreamLengthError, StreamStructureError, SymbolRangeError
+from .errors import (
+    StreamEndError,
+    StreamLengthError,
+    StreamStructureError,
+    SymbolRangeError,
+)
 
 METHOD = 1
 MAGIC = b"\x28\xb5\x2f\xfd"  # RFC 8878 §3.1.1, 0xFD2FB528 little-endian
@@ -127,7 +132,7 @@ def encode_labels(labels: np.ndarray, k: int, beat: int) -> bytes | None:
     content = np.ascontiguousarray(labels, label_dtype(k).newbyteorder("<")).tobytes()
 
     def frame(level: int, single_segment: bool = False) -> bytes:
-        options = dict(source_size=len(content), write_content_size=True, write_checksum=False, write_dict_id=False)
+        options = {"source_size": len(content), "write_content_size": True, "write_checksum": False, "write_dict_id": False}
         params = zstandard.ZstdCompressionParameters.from_level(level, **options)
         if single_segment and 1 << params.window_log < len(content):
             # A window as large as the content makes the frame single-segment (spec §11.11),
