@@ -210,7 +210,7 @@ def summary(
         "formula_bytes": size.total_bytes,
         "formula_holds": written == size.total_bytes if header.coding == layout.CODING_RAW else written <= size.total_bytes,
         "coding": header.coding,
-        "label_method": data[layout.HEADER_SIZE + size.palette_bytes] if header.coding == layout.CODING_CODED else None,
+        "label_method": layout.label_method(data, header.coding, size.palette_bytes),
         "label_bytes": written - layout.OVERHEAD - size.palette_bytes,
         "label_bits_per_pixel": 8 * (written - layout.OVERHEAD - size.palette_bytes) / (size.width * size.height),
         "raw_bytes": raw,

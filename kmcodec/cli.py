@@ -416,8 +416,7 @@ def run_info(args: argparse.Namespace) -> int:
     except KmqError as exc:
         problem = str(exc)
     label_bytes = len(data) - layout.OVERHEAD - size.palette_bytes
-    stream_at = layout.HEADER_SIZE + size.palette_bytes
-    method = data[stream_at] if coded and len(data) > stream_at else None
+    method = layout.label_method(data, header.coding, size.palette_bytes)
     report = {
         "file": str(source),
         "version": header.version,
@@ -452,10 +451,10 @@ def run_info(args: argparse.Namespace) -> int:
     else:
         b = report["bytes"]
         rule = "the bound: a coding-1 file is at most this" if coded else "exactly, for coding 0"
+        how = "" if method is None else f", {report['label_method_name'] or f'unknown method {method}'}"
         lines = [
             f"file            {source}",
-            f"format          .kmq version {header.version}, coding {header.coding} ({layout.CODING_NAMES[header.coding]}"
-            + (f", {report['label_method_name'] or f'unknown method {method}'})" if coded and method is not None else ")"),
+            f"format          .kmq version {header.version}, coding {header.coding} ({layout.CODING_NAMES[header.coding]}{how})",
             f"width           {header.width}",
             f"height          {header.height}",
             f"channels        {header.channels} ({CHANNEL_NAMES.get(header.channels, '?')})",

@@ -19,6 +19,12 @@ CODING_NAMES = {CODING_RAW: "raw bit-packed", CODING_CODED: "coded labels"}
 # spec §11.1 and §11.11: coding 1's label stream starts with its method.
 METHOD_NAMES = {0: "method 0, neighbour model and rANS", 1: "method 1, one Zstandard frame"}
 
+
+def label_method(data: bytes, coding: int, palette_bytes: int) -> int | None:
+    """Coding 1's method: the first byte of its label stream; None for coding 0 or no stream."""
+    at = HEADER_SIZE + palette_bytes
+    return data[at] if coding == CODING_CODED and len(data) > at else None
+
 # spec §2: little-endian, 24 bytes:
 # magic[4] version:u8 channels:u8 coding:u8 bits_per_pixel:u8
 # width:u32 height:u32 k:u32 reserved:u32

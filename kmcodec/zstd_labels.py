@@ -38,11 +38,6 @@ SMALL_LEVEL, LARGE_LEVEL, LARGE_BYTES = 22, 19, 4 << 20  # level 22 above 4 MB c
 MAX_CONTENT = 1 << 31  # Zstandard's largest window on 64-bit systems: a single segment can hold no more
 
 
-def label_width(k: int) -> int:
-    """B of spec §11.11: bytes per label in the frame's content."""
-    return 1 if k <= 256 else 2
-
-
 def walk_frame(stream: memoryview, need: int, offset: int) -> None:
     """Check the frame's header and block headers against spec §11.11 steps 1-3 (rules 10-12).
 
@@ -98,7 +93,7 @@ def decode_labels(stream: memoryview, width: int, height: int, k: int, offset: i
     """Labels (height x width) from a method-1 label stream (spec §11.11); rules 10-13."""
     import zstandard  # only files that use method 1 pay for the import
 
-    need = width * height * label_width(k)
+    need = width * height * label_dtype(k).itemsize  # N·B of spec §11.11
     walk_frame(stream, need, offset)
     # The frame is single-segment with a checked content size, so libzstd's window is the
     # content itself; it decompresses straight into the (writable) label map.

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import kmcodec
-from coded import method0_file
+from coded import method0_file, stream_method
 from kmcodec import coding1, errors, layout, rans
 
 SPEC = Path(__file__).resolve().parents[1] / "spec" / "kmq.md"
@@ -410,10 +410,6 @@ def test_random_streams_behind_a_valid_header_decode_or_raise_a_format_error(str
 # ---------------------------------------------------------------- method 1 (spec §11.11)
 
 
-def method_of(data: bytes) -> int:
-    return data[24 + data[5] * struct.unpack_from("<I", data, 16)[0]]
-
-
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.sampled_from([2, 5, 16, 200, 256, 257, 3000, 65536]),
@@ -441,14 +437,14 @@ def test_a_repeated_tile_is_written_as_one_zstandard_frame(k, channels):
     rng = np.random.default_rng(k)
     labels = np.tile(rng.integers(0, k, (7, 11)), (9, 8))
     data = kmcodec.pack(rng.integers(0, 256, (k, channels)).astype(np.uint8), labels, compress=True)
-    assert data[6] == 1 and method_of(data) == 1
+    assert data[6] == 1 and stream_method(data) == 1
     assert np.array_equal(kmcodec.decode(data).labels, labels)
 
 
 def test_photos_stay_on_method_0():
     """The golden photo files: the level-3 trial is far from method 0, so the slow level never runs."""
     for name in ("coffee_k16_z", "chelsea_k64_z", "camera_grey_k8_z"):
-        assert method_of((GOLDEN / "golden" / f"{name}.kmq").read_bytes()) == 0, name
+        assert stream_method((GOLDEN / "golden" / f"{name}.kmq").read_bytes()) == 0, name
 
 
 def test_method1_decode_allocates_only_the_content():
@@ -479,7 +475,7 @@ def test_a_large_repeated_image_still_gets_a_single_segment_frame():
     rng = np.random.default_rng(1)
     labels = np.tile(rng.integers(0, 3, (30, 40)), (100, 100)).astype(np.uint8)  # 3000 x 4000
     data = kmcodec.pack(np.array([[0, 0, 0], [128, 128, 128], [255, 255, 255]], np.uint8), labels, compress=True)
-    assert method_of(data) == 1 and data[24 + 9 + 5] & 0x20
+    assert stream_method(data) == 1 and data[24 + 9 + 5] & 0x20
     assert len(data) < 20_000
     assert np.array_equal(kmcodec.decode(data).labels, labels)
 

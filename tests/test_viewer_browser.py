@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import kmcodec
+from coded import stream_method
 from test_view import kmq_view, serving
 from test_web_decoder import rgba_bytes
 
@@ -54,7 +55,7 @@ def test_viewer_canvas_holds_the_pixels_kmcodec_decodes(name, coding, method, tm
     data = path.read_bytes()
     assert data[6] == coding
     if method is not None:  # method 1 (§11.11) loads vendor/fzstd.js through `kmq view`
-        assert data[24 + data[5] * int.from_bytes(data[16:20], "little")] == method
+        assert stream_method(data) == method
     image = kmcodec.read(path)
     expected = f"{zlib.crc32(rgba_bytes(image.to_array())):08x}"
     with serving(kmq_view(str(path), "--no-browser")) as (url, _):

@@ -43,29 +43,23 @@ function specDumps() {
   );
 }
 
+/** Every pixel of a width-wide label map against its description `want(x, y)`. */
+function assertLabels(labels, width, height, want) {
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) assert.equal(labels[y * width + x], want(x, y), `pixel (${x}, ${y})`);
+  }
+}
+
 test("spec §11.10 worked example decodes to the image it describes", () => {
   const bytes = specDumps()[3];
   assert.equal(bytes.length, 139);
-  const labels = decode(bytes);
-  for (let y = 0; y < 32; y++) {
-    for (let x = 0; x < 32; x++) {
-      let want = x < 16 ? 0 : y < 20 ? 1 : 2;
-      if ((x - 8) ** 2 + (y - 22) ** 2 <= 20) want = 3;
-      assert.equal(labels[y * 32 + x], want, `pixel (${x}, ${y})`);
-    }
-  }
+  assertLabels(decode(bytes), 32, 32, (x, y) => ((x - 8) ** 2 + (y - 22) ** 2 <= 20 ? 3 : x < 16 ? 0 : y < 20 ? 1 : 2));
 });
 
 test("spec §11.12 method-1 example decodes to the image it describes", () => {
   const bytes = specDumps()[4];
   assert.equal(bytes.length, 123);
-  const labels = decode(bytes);
-  for (let y = 0; y < 32; y++) {
-    for (let x = 0; x < 64; x++) {
-      const want = y < 16 ? 0 : y === 16 ? x % 4 : 3;
-      assert.equal(labels[y * 64 + x], want, `pixel (${x}, ${y})`);
-    }
-  }
+  assertLabels(decode(bytes), 64, 32, (x, y) => (y < 16 ? 0 : y === 16 ? x % 4 : 3));
 });
 
 test("a rejection carries the rule number and the spec's class name", () => {
