@@ -30,16 +30,19 @@ Encoder and decoder sit side by side: `encode_labels` and `decode_labels`.
 from __future__ import annotations
 
 import functools
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import rans, zstd_labels
+from . import _nearest, packed_tables, rans, zstd_labels
 from .bitpack import label_dtype
 from .errors import StreamLengthError, StreamStructureError, SymbolRangeError
 
-METHOD = 0  # spec §11.1: this module's method; method 1 is `zstd_labels` (§11.11)
+METHOD = 0  # spec §11.1: byte-aligned tables, escapes ranked from candidate 0; method 1 is `zstd_labels` (§11.11)
+METHOD_PACKED = 2  # spec §11.13: packed tables, escapes ranked from the entry nearest the neighbours' mean colour
+METHODS = (METHOD, METHOD_PACKED)  # the methods of this module's neighbour model
 HEADER_SIZE = 9  # method, lanes, first label, extra bytes
 RANK_MAX_K = 256  # spec §11.5: up to this K escapes are ranked by colour distance
 # The decoder overlaps passes B and C on a worker thread from this many pixels per pass
@@ -266,9 +269,16 @@ def prepare(labels: np.ndarray, kind: str, d: int, ys: np.ndarray, xs: np.ndarra
 class EscapeOrder:
     """For K <= 256: every palette entry's list of all entries by colour distance, and positions in it."""
 
-    def __init__(self, palette: np.ndarray) -> None:
+    def __init__(self, palette: np.ndarray, method: int = METHOD_PACKED) -> None:
         self.k = palette.shape[0]
         self.ranked = self.k <= RANK_MAX_K
+        self.mean = self.ranked and method == METHOD_PACKED  # spec §11.13: ranks count from the mean colour's entry
+        self.palette = palette
+        # Nearest entries of the mean colours met so far (C <= 3: one slot per colour, pages
+        # touched as used). Passes B and C may finish on two threads: the lock guards it.
+        self.nearest: np.ndarray | None = None
+        self.known: np.ndarray | None = None
+        self.lock = threading.Lock()
         if self.ranked:
             p = palette.astype(np.int64)
             dist = ((p[:, None, :] - p[None, :, :]) ** 2).sum(axis=2)
@@ -283,8 +293,46 @@ class EscapeOrder:
             self.order_rows[:, : self.k] = self.order
             self.order_rows = self.order_rows.reshape(-1)
 
-    def ranks(self, labels: np.ndarray, cands: np.ndarray, m: np.ndarray) -> np.ndarray:
-        ref = cands[:, 0].astype(np.int64)
+    def mean_refs(self, neighbours: list[np.ndarray], present: list[np.ndarray]) -> np.ndarray:
+        """spec §11.13: the entry nearest the rounded mean colour of the present neighbours.
+
+        Escapes share few distinct mean colours, so the nearest entry is searched once per colour.
+        """
+        channels = self.palette.shape[1]
+        # Each entry's channels in 16-bit fields of one integer: four neighbours sum without carries.
+        fields = (self.palette.astype(np.int64) << (16 * np.arange(channels - 1, -1, -1))).sum(axis=1)
+        total = np.zeros(neighbours[0].size, np.int64)
+        n = np.zeros(neighbours[0].size, np.int64)
+        for labels, here in zip(neighbours, present):
+            total += fields.take(labels.astype(np.intp), mode="clip") * here  # an absent neighbour's label may be anything
+            n += here
+        key = np.zeros(n.size, np.int64)
+        for c in range(channels - 1, -1, -1):
+            key <<= 8
+            key |= (2 * ((total >> (16 * c)) & 0xFFFF) + n) // (2 * n)
+        key = key.astype(np.uint32)
+        if channels == 4:  # 2**32 colours: no table, one search per distinct colour of this call
+            unique, inverse = np.unique(key, return_inverse=True)
+            return self._search(unique, channels)[inverse.reshape(-1)]
+        with self.lock:
+            if self.nearest is None:
+                self.nearest = np.zeros(1 << (8 * channels), np.uint8)
+                self.known = np.zeros(1 << (8 * channels), bool)
+            missing = key[~self.known.take(key)]
+            if missing.size:
+                missing = np.unique(missing)
+                self.nearest[missing] = self._search(missing, channels)
+                self.known[missing] = True
+            return self.nearest.take(key)
+
+    def _search(self, keys: np.ndarray, channels: int) -> np.ndarray:
+        """The nearest entry of each packed colour (channel 0 in the top byte)."""
+        colours = ((keys[:, None] >> (8 * np.arange(channels - 1, -1, -1, dtype=np.uint32))) & 255).astype(np.uint8)
+        return _nearest.nearest_exact(colours, self.palette)[0]
+
+    def ranks(self, labels: np.ndarray, cands: np.ndarray, m: np.ndarray, ref: np.ndarray | None = None) -> np.ndarray:
+        """Escape ranks (spec §11.5) counted from `ref` (default: candidate 0, as method 0 counts)."""
+        ref = (cands[:, 0] if ref is None else ref).astype(np.int64)
         labels = labels.astype(np.int64)
         if not self.ranked:
             diff = labels - ref
@@ -338,12 +386,12 @@ class EscapeOrder:
 # --- the encoder ---------------------------------------------------------------------
 
 
-def encode_labels(labels: np.ndarray, palette: np.ndarray) -> bytes:
-    """The coding-1 label stream for a label map (height x width, every label < K)."""
+def encode_labels(labels: np.ndarray, palette: np.ndarray, method: int = METHOD_PACKED) -> bytes:
+    """The coding-1 label stream for a label map (height x width, every label < K), method 2 or 0."""
     height, width = labels.shape
     k = palette.shape[0]
     labels = labels.astype(label_dtype(k), copy=False)
-    escapes = EscapeOrder(palette)
+    escapes = EscapeOrder(palette, method)
     ctx_parts: list[np.ndarray] = []
     sym_parts: list[np.ndarray] = []
     nbit_parts: list[np.ndarray] = []
@@ -379,7 +427,11 @@ def encode_labels(labels: np.ndarray, palette: np.ndarray) -> bytes:
             emit(p.choice_contexts(np.flatnonzero(choose)), symbol[choose])
         esc = np.flatnonzero(~found)
         if esc.size:
-            ranks = escapes.ranks(own[esc].astype(np.int64), p.candidates(esc), p.m[esc])
+            ref = None
+            if escapes.mean:
+                near = [row[esc] for row in p.neighbours]
+                ref = escapes.mean_refs(near, [row != k for row in near])
+            ranks = escapes.ranks(own[esc].astype(np.int64), p.candidates(esc), p.m[esc], ref)
             emit_tokens(CTX_ESCAPE + 4 * p.group + p.m[esc].astype(np.int64) - 1, ranks)
 
     counts = np.zeros(CONTEXTS * rans.TOKENS, np.int64)
@@ -393,11 +445,19 @@ def encode_labels(labels: np.ndarray, palette: np.ndarray) -> bytes:
     tables = np.zeros_like(counts)
     present = bytearray(PRESENT_BYTES)
     table_bytes = bytearray()
+    packed = []
     for c in range(CONTEXTS):
         if counts[c].any():
-            tables[c] = rans.normalise(counts[c])
             present[c >> 3] |= 1 << (c & 7)
-            rans.write_table(tables[c, : ALPHABETS[c]], table_bytes)
+            if method == METHOD_PACKED:
+                p_bits, freqs = packed_tables.best_table(counts[c, : ALPHABETS[c]], ALPHABETS[c])
+                packed.append((p_bits, freqs, ALPHABETS[c]))
+                tables[c, : ALPHABETS[c]] = freqs << (rans.PRECISION - p_bits)
+            else:
+                tables[c] = rans.normalise(counts[c])
+                rans.write_table(tables[c, : ALPHABETS[c]], table_bytes)
+    if method == METHOD_PACKED:
+        table_bytes = bytearray(packed_tables.write_tables(packed))
     extra = rans.pack_bits(
         np.concatenate(bit_parts) if bit_parts else np.zeros(0, np.int64),
         np.concatenate(nbit_parts) if nbit_parts else np.zeros(0, np.int64),
@@ -405,7 +465,7 @@ def encode_labels(labels: np.ndarray, palette: np.ndarray) -> bytes:
     estimate = sum(rans.cost_bits(counts[c], tables[c]) for c in range(CONTEXTS) if counts[c].any()) / 8
     lanes = choose_lanes(sym.size, estimate)
     states, words = rans.encode(ctx, sym, tables, lanes)
-    head = bytearray([METHOD])
+    head = bytearray([method])
     head += lanes.to_bytes(2, "little") + int(labels[0, 0]).to_bytes(2, "little") + len(extra).to_bytes(4, "little")
     return b"".join([bytes(head), bytes(present), bytes(table_bytes), states.astype("<u4").tobytes(), extra, words.astype("<u2").tobytes()])
 
@@ -433,8 +493,8 @@ def decode_labels(stream: memoryview, width: int, height: int, palette: np.ndarr
     method = reader.u8("method")
     if method == zstd_labels.METHOD:
         return zstd_labels.decode_labels(stream, width, height, k, offset)
-    if method != METHOD:
-        raise StreamStructureError(f"bad method at byte {offset}: {method}, coding 1 allows 0 and 1")
+    if method not in METHODS:
+        raise StreamStructureError(f"bad method at byte {offset}: {method}, coding 1 allows 0, 1 and 2")
     lanes = reader.uint(2, "lanes")
     if lanes < 1:
         raise StreamStructureError(f"bad lanes at byte {offset + 1}: 0, allowed 1..{rans.MAX_LANES}")
@@ -444,9 +504,12 @@ def decode_labels(stream: memoryview, width: int, height: int, palette: np.ndarr
     if present[-1] >> (CONTEXTS & 7):
         raise StreamStructureError(f"bad table presence at byte {offset + HEADER_SIZE + PRESENT_BYTES - 1}: bits past context {CONTEXTS - 1} are set")
     tables: list[np.ndarray | None] = [None] * CONTEXTS
+    bits_in = packed_tables.TableReader(stream, reader.pos, offset) if method == METHOD_PACKED else None
     for c in range(CONTEXTS):
         if present[c >> 3] >> (c & 7) & 1:
-            tables[c] = read_padded(reader, ALPHABETS[c], f"table {c}")
+            tables[c] = bits_in.table(ALPHABETS[c], f"table {c}") if bits_in else read_padded(reader, ALPHABETS[c], f"table {c}")
+    if bits_in:
+        reader.pos = bits_in.end()
     left = len(stream) - reader.pos
     if 4 * lanes + extra_bytes > left:
         raise StreamLengthError(
@@ -465,7 +528,7 @@ def decode_labels(stream: memoryview, width: int, height: int, palette: np.ndarr
     if first >= k:
         raise SymbolRangeError(f"first label {first} at byte {offset + 3} is not below k={k}")
     decoder = rans.Decoder(states, words, rans.decode_table(tables, ALPHABETS), where)
-    labels = decode_levels(Symbols(decoder, bits, EscapeOrder(palette)), first, width, height, k)
+    labels = decode_levels(Symbols(decoder, bits, EscapeOrder(palette, method)), first, width, height, k)
     decoder.finish()
     bits.finish()
     return labels
@@ -727,7 +790,11 @@ def finish_pass(p: Prepared, read: Read, escapes: EscapeOrder) -> np.ndarray:
             keys = p.key.take(escaped)
             others = [row.take(escaped) for row in p.nb]
             repeat = [gone.take(keys) for gone in code_tables().raw_repeat]
-            out[chosen] = escapes.ranked_labels(read.ranks[read.at_c], out.take(chosen), others, repeat)
+            ref = out.take(chosen)  # candidate 0
+            if escapes.mean:  # spec §11.13; bits 6-9 of a key mark the absent neighbours
+                absent = keys >> np.uint16(6)
+                ref = escapes.mean_refs(others, [(absent >> np.uint16(j) & 1) == 0 for j in range(4)])
+            out[chosen] = escapes.ranked_labels(read.ranks[read.at_c], ref, others, repeat)
     return out.reshape(p.geometry.ny, p.geometry.row)[:, : p.geometry.nx]
 
 

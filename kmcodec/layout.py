@@ -16,8 +16,12 @@ CODING_RAW = 0  # spec §4: bit-packed labels, MSB first
 CODING_CODED = 1  # spec §11: labels predicted coarse to fine and rANS-coded
 CODINGS = (CODING_RAW, CODING_CODED)
 CODING_NAMES = {CODING_RAW: "raw bit-packed", CODING_CODED: "coded labels"}
-# spec §11.1 and §11.11: coding 1's label stream starts with its method.
-METHOD_NAMES = {0: "method 0, neighbour model and rANS", 1: "method 1, one Zstandard frame"}
+# spec §11.1, §11.11 and §11.13: coding 1's label stream starts with its method.
+METHOD_NAMES = {
+    0: "method 0, neighbour model and rANS",
+    1: "method 1, one Zstandard frame",
+    2: "method 2, neighbour model and rANS, packed tables",
+}
 
 
 def label_method(data: bytes, coding: int, palette_bytes: int) -> int | None:

@@ -81,13 +81,13 @@ def _bit_length(v: np.ndarray) -> np.ndarray:
 # --- frequency tables -----------------------------------------------------------
 
 
-def normalise(counts: np.ndarray) -> np.ndarray:
-    """Frequencies summing to 2**12, at least 1 for every symbol that occurs."""
+def normalise(counts: np.ndarray, scale: int = TOTAL) -> np.ndarray:
+    """Frequencies summing to `scale` (2**12 unless a method-2 table chose less), at least 1 for every symbol that occurs."""
     counts = np.asarray(counts, np.int64)
     total = int(counts.sum())
-    freqs = np.where(counts > 0, np.maximum(1, (counts * TOTAL + total // 2) // max(total, 1)), 0)
+    freqs = np.where(counts > 0, np.maximum(1, (counts * scale + total // 2) // max(total, 1)), 0)
     # Take the surplus from (or give the shortfall to) the most frequent symbols, never below 1.
-    diff = int(freqs.sum()) - TOTAL
+    diff = int(freqs.sum()) - scale
     for index in np.argsort(-counts, kind="stable"):
         if diff == 0:
             break

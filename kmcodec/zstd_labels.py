@@ -33,7 +33,8 @@ METHOD = 1
 MAGIC = b"\x28\xb5\x2f\xfd"  # RFC 8878 §3.1.1, 0xFD2FB528 little-endian
 MAX_BLOCK = 128 * 1024  # RFC 8878 §3.1.1.2.4: Block_Maximum_Size is at most 128 KiB
 TRIAL_LEVEL = 3  # a fast first try, to skip the slow levels on photos (bench/README.md)
-TRIAL_RATIO = 1.2  # try the slow level when the fast one is within this of the method-0 size
+TRIAL_RATIO = 1.2  # try the slow level when the fast one is within this of the method-2 size
+ALWAYS_STRONG = 1 << 16  # content up to this many bytes skips the trial: the strong level takes milliseconds there
 SMALL_LEVEL, LARGE_LEVEL, LARGE_BYTES = 22, 19, 4 << 20  # level 22 above 4 MB costs seconds
 MAX_CONTENT = 1 << 31  # Zstandard's largest window on 64-bit systems: a single segment can hold no more
 
@@ -135,7 +136,9 @@ def encode_labels(labels: np.ndarray, k: int, beat: int) -> bytes | None:
             params = zstandard.ZstdCompressionParameters.from_level(level, window_log=(len(content) - 1).bit_length(), **options)
         return zstandard.ZstdCompressor(compression_params=params).compress(content)
 
-    if len(content) > MAX_CONTENT or 1 + len(frame(TRIAL_LEVEL)) >= TRIAL_RATIO * beat:
+    if len(content) > MAX_CONTENT:
+        return None
+    if len(content) > ALWAYS_STRONG and 1 + len(frame(TRIAL_LEVEL)) >= TRIAL_RATIO * beat:
         return None
     data = frame(SMALL_LEVEL if len(content) <= LARGE_BYTES else LARGE_LEVEL, single_segment=True)
     if not data[4] & 0x20:  # not single-segment: not allowed (spec §11.11 step 1)

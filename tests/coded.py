@@ -11,7 +11,7 @@ from kmcodec import container, layout
 def method0_file(palette: np.ndarray, labels: np.ndarray) -> bytes | None:
     """A coding-1 file whose label stream is method 0 (spec §11.1-§11.10); None when over the bound."""
     header = container.Header(labels.shape[1], labels.shape[0], palette.shape[0], palette.shape[1], coding=layout.CODING_CODED)
-    stream = kmcodec.coding1.encode_labels(labels, palette)
+    stream = kmcodec.coding1.encode_labels(labels, palette, kmcodec.coding1.METHOD)
     if len(stream) >= header.size.label_bytes:
         return None
     return container.join(header, palette.tobytes(), stream)
