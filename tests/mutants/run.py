@@ -40,7 +40,65 @@ class Mutant:
 
 C1 = ("tests/test_coding1.py", "tests/test_conformance.py")
 
+C1M2 = ("tests/test_method2.py", "tests/test_coding1.py", "tests/test_conformance.py")
+
 MUTANTS = [
+    Mutant(
+        "c1m2-mean-rounded-down",
+        "kmcodec/coding1.py",
+        "key |= (2 * ((total >> (16 * c)) & 0xFFFF) + n) // (2 * n)",
+        "key |= (2 * ((total >> (16 * c)) & 0xFFFF)) // (2 * n)",
+        C1M2,
+        "coding 1 method 2: the mean colour is rounded down, not to nearest",
+    ),
+    Mutant(
+        "c1m2-decoder-ranks-from-candidate-0",
+        "kmcodec/coding1.py",
+        "if escapes.mean:  # spec §11.13",
+        "if False:  # spec §11.13",
+        C1M2,
+        "coding 1 method 2 decoder: escapes among choosing pixels count from candidate 0, as method 0",
+    ),
+    Mutant(
+        "c1m2-decoder-absent-neighbours-averaged",
+        "kmcodec/coding1.py",
+        "[(absent >> np.uint16(j) & 1) == 0 for j in range(4)]",
+        "[absent == absent for j in range(4)]",
+        C1M2,
+        "coding 1 method 2 decoder: absent neighbours (edges) enter the mean colour",
+    ),
+    Mutant(
+        "c1m2-table-padding-unchecked",
+        "kmcodec/packed_tables.py",
+        "if self.data[byte] & ((1 << (8 - (self.pos & 7))) - 1):",
+        "if False:",
+        C1M2,
+        "coding 1 method 2: non-zero bits after the last packed table are accepted",
+    ),
+    Mutant(
+        "c1m2-golomb-13-zeros",
+        "kmcodec/packed_tables.py",
+        "if zeros > MAX_ZEROS:",
+        "if zeros > MAX_ZEROS + 1:",
+        C1M2,
+        "coding 1 method 2: an Exp-Golomb code with 13 leading zeros is accepted",
+    ),
+    Mutant(
+        "c1m2-frequencies-unscaled",
+        "kmcodec/packed_tables.py",
+        "return freqs << (rans.PRECISION - p)",
+        "return freqs",
+        C1M2,
+        "coding 1 method 2 decoder: frequencies of a table with p < 12 are not scaled to 4096",
+    ),
+    Mutant(
+        "c1m2-cache-misses-ignored",
+        "kmcodec/coding1.py",
+        "missing = key[~self.known.take(key)]",
+        "missing = key[:0] if self.known.any() else key[~self.known.take(key)]",
+        C1M2,
+        "coding 1 method 2: after the first pass, mean colours not seen before get entry 0",
+    ),
     Mutant(
         "c1z-bytes-after-frame",
         "kmcodec/zstd_labels.py",
