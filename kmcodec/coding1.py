@@ -49,6 +49,7 @@ RANK_MAX_K = 256  # spec §11.5: up to this K escapes are ranked by colour dista
 # (images of 4x as many); tests lower it to reach that path with small images.
 THREAD_MIN_PIXELS = 1 << 18
 CHUNK = 1 << 16  # pixels to choose per chunk of the element-wise work: temporaries stay in cache
+CACHE_MIN_ESCAPES = 1 << 14  # escapes in one pass that make the decoder keep a table of nearest entries (spec §11.13)
 
 # spec §11.3: neighbour offsets (dy, dx) in units of d, in neighbour order.
 DIAGONAL = ((-1, -1), (-1, 1), (1, -1), (1, 1))  # pass A: NW, NE, SW, SE
@@ -311,7 +312,8 @@ class EscapeOrder:
             key <<= 8
             key |= (2 * ((total >> (16 * c)) & 0xFFFF) + n) // (2 * n)
         key = key.astype(np.uint32)
-        if channels == 4:  # 2**32 colours: no table, one search per distinct colour of this call
+        if channels == 4 or (self.nearest is None and key.size < CACHE_MIN_ESCAPES):
+            # RGBA has 2**32 colours, and a small image needs no table: one search per distinct colour here.
             unique, inverse = np.unique(key, return_inverse=True)
             return self._search(unique, channels)[inverse.reshape(-1)]
         with self.lock:

@@ -82,8 +82,10 @@ def brute_ref(palette: np.ndarray, neighbours: list[int | None]) -> int:
     return min(range(len(palette)), key=lambda i: (dist[i], i))
 
 
+@pytest.mark.parametrize("cache_from", [0, 1 << 30])  # the table of nearest entries large images use, or none
 @pytest.mark.parametrize("channels", [1, 3, 4])
-def test_mean_ref_is_the_entry_nearest_the_rounded_mean(channels):
+def test_mean_ref_is_the_entry_nearest_the_rounded_mean(channels, cache_from, monkeypatch):
+    monkeypatch.setattr(coding1, "CACHE_MIN_ESCAPES", cache_from)
     rng = np.random.default_rng(channels)
     k = 40
     palette = rng.integers(0, 256, (k, channels)).astype(np.uint8)
@@ -93,14 +95,17 @@ def test_mean_ref_is_the_entry_nearest_the_rounded_mean(channels):
     present = rng.random((4, n)) < 0.8
     present[0] |= ~present.any(axis=0)
     escapes = coding1.EscapeOrder(palette)
-    got = escapes.mean_refs(list(labels), list(present))
-    again = escapes.mean_refs(list(labels), list(present))  # from the cache this time (C <= 3)
+    half = n // 2
+    first = escapes.mean_refs(list(labels[:, :half]), list(present[:, :half]))
+    got = escapes.mean_refs(list(labels), list(present))  # with a table (C <= 3): half its colours are in it
     want = [brute_ref(palette, [int(labels[j, i]) if present[j, i] else None for j in range(4)]) for i in range(n)]
-    assert got.tolist() == want == again.tolist()
+    assert got.tolist() == want and first.tolist() == want[:half]
 
 
-def test_method2_counts_escapes_from_the_mean_and_method0_from_candidate_0():
+@pytest.mark.parametrize("cache_from", [0, 1 << 30])
+def test_method2_counts_escapes_from_the_mean_and_method0_from_candidate_0(cache_from, monkeypatch):
     """A photo-like image: both methods decode to the same labels; method 2 is smaller and its ranks differ."""
+    monkeypatch.setattr(coding1, "CACHE_MIN_ESCAPES", cache_from)
     rng = np.random.default_rng(7)
     palette = rng.integers(0, 256, (24, 3)).astype(np.uint8)
     base = np.cumsum(np.cumsum(rng.integers(-1, 2, (96, 80)), axis=0), axis=1)
