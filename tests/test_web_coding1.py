@@ -369,15 +369,20 @@ def hand_file(stream: bytes) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def hand_stream(tables: dict[int, list[int]], symbols: list[tuple[int, int]], extra: bytes = b"", state: int | None = None, raw_tables: bytes | None = None) -> bytes:
-    """Fields of §11.1 around frequency tables (each as the frequencies of symbols 0 … n − 1) and a symbol sequence."""
+def hand_stream(
+    tables: dict[int, list[int]], symbols: list[tuple[int, int]], extra: bytes = b"", state: int | None = None, raw_tables: bytes | None = None, method: int = 0
+) -> bytes:
+    """Fields of §11.1 around frequency tables (each as the frequencies of symbols 0 … n − 1) and a symbol sequence;
+    method 2 packs the tables as §11.13 says."""
     presence = bytearray(13)
     for t in tables:
         presence[t >> 3] |= 1 << (t & 7)
-    if raw_tables is None:
+    if raw_tables is None and method == 2:
+        raw_tables = packed_tables({t: tables[t] for t in sorted(tables)})
+    elif raw_tables is None:
         raw_tables = b"".join(bytes([len(tables[t])]) + b"".join(varint(f) for f in tables[t][:-1]) for t in sorted(tables))
     start, words = rans_encode(symbols, tables)
-    head = struct.pack("<BHHI", 0, 1, 0, len(extra)) + bytes(presence)
+    head = struct.pack("<BHHI", method, 1, 0, len(extra)) + bytes(presence)
     return head + raw_tables + struct.pack("<I", start if state is None else state) + extra + words
 
 
@@ -446,4 +451,137 @@ def test_js_agrees_with_python_on_randomly_damaged_streams(tmp_path):
                 batch.expect_rule(f"file {i} damage {j}: kmcodec says {got}", bad, names[got])
             else:
                 batch.expect_labels(f"file {i} damage {j}: kmcodec decodes it", bad, got)
+    batch.run()
+
+
+# ---------------------------------------------------------------- method 2 (§11.13): packed tables
+
+CHOICE_ALPHABETS = (3, 3, 4, 5, 3, 4, 3)  # §11.6, c = 0 … 6
+
+
+def alphabet_size(t: int) -> int:
+    return 72 if t <= 40 else CHOICE_ALPHABETS[(t - 41) % 7]
+
+
+def exp_golomb(f: int) -> str:
+    """§11.13: z zero bits, a one bit, then z bits x, with f = 2^z − 1 + x."""
+    z = (f + 1).bit_length() - 1
+    return "0" * z + "1" + (format(f + 1 - 2**z, f"0{z}b") if z else "")
+
+
+def packed_table(t: int, freq: list[int], p: int | None = None) -> str:
+    """One table of §11.13 as a bit string: the frequencies (summing to 4096) at the lowest precision p that holds them."""
+    if p is None:
+        p = next(p for p in range(13) if all(f % 2 ** (12 - p) == 0 for f in freq))
+    w = (alphabet_size(t) - 1).bit_length()
+    return format(p, "04b") + format(len(freq) - 1, f"0{w}b") + "".join(exp_golomb(f >> (12 - p)) for f in freq[:-1])
+
+
+def bit_bytes(bits: str) -> bytes:
+    """A bit string, most significant bit first, zero-padded to a whole byte."""
+    bits += "0" * (-len(bits) % 8)
+    return int(bits, 2).to_bytes(len(bits) // 8, "big") if bits else b""
+
+
+def packed_tables(tables: dict[int, list[int]]) -> bytes:
+    return bit_bytes("".join(packed_table(t, tables[t]) for t in sorted(tables)))
+
+
+def table_frequencies(raw: bytes) -> list[int]:
+    """A method-0 table's bytes (§11.6) as the frequencies of symbols 0 … n − 1."""
+    freq, pos = [], 1
+    for _ in range(raw[0] - 1):
+        value, shift = 0, 0
+        while True:
+            value |= (raw[pos] & 0x7F) << shift
+            shift += 7
+            pos += 1
+            if not raw[pos - 1] & 0x80:
+                break
+        freq.append(value)
+    return freq + [4096 - sum(freq)]
+
+
+def as_method2(data: bytes) -> bytes | None:
+    """A method-0 file with its tables packed (§11.13), or None when its labels could change.
+
+    Only the tables and, for K ≤ 256, the escape reference of a choosing pixel differ from
+    method 0: so the labels stay those of method 0 when K > 256 or no choosing pixel escapes
+    (every choice table gives its escape symbol, the last of the alphabet, frequency 0).
+    """
+    s = Stream.split(data)
+    tables = {t: table_frequencies(raw) for t, raw in s.tables.items()}
+    k = struct.unpack_from("<I", data, 16)[0]
+    if k <= 256 and any(t >= 41 and len(f) == alphabet_size(t) and f[-1] > 0 for t, f in tables.items()):
+        return None
+    fields = struct.pack("<BHHI", 2, s.lanes, s.first_label, s.extra_bytes) + bytes(s.presence)
+    body = s.head + fields + packed_tables(tables) + s.states + s.extra + s.words
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def test_spec_example_of_a_packed_table():
+    """§11.13's example: a choice table of 3 symbols, p = 6, frequencies 2560, 1280 and 256."""
+    assert packed_table(41, [2560, 1280, 256], p=6) == "0110" "10" "00000101001" "000010101"
+
+
+def two_label_images() -> list[tuple[np.ndarray, np.ndarray]]:
+    """Checkers and half-planes of two labels, K ≤ 256: escapes, but none of a choosing pixel."""
+    rng = np.random.default_rng(5)
+    out = []
+    for k, channels, (height, width), size in [(2, 1, (40, 48), 4), (5, 3, (48, 40), 8), (16, 4, (33, 65), 6), (200, 3, (64, 64), 8), (9, 3, (50, 50), 0)]:
+        y, x = np.mgrid[0:height, 0:width]
+        used = rng.choice(k, 2, replace=False)
+        labels = used[(x // size + y // size) % 2] if size else np.where(x + 2 * y < 60, used[0], used[1])
+        out.append((rng.integers(0, 256, (k, channels)).astype(np.uint8), labels))
+    return out
+
+
+def test_js_decodes_method2_streams_with_packed_tables(tmp_path):
+    """Method-0 files of kmcodec with their tables packed decode to the same labels (§11.13)."""
+    batch = Batch(tmp_path)
+    files = []
+    for palette, labels in two_label_images() + fixed_images() + generated_images(60):
+        data = method0_file(palette, labels)
+        if data is not None and (packed := as_method2(data)) is not None:
+            files.append((packed, labels))
+    ks = [struct.unpack_from("<I", data, 16)[0] for data, _ in files]
+    assert len(files) >= 9 and max(ks) > 256 and min(ks) <= 16
+    precisions = {int(bits[:4], 2) for data, _ in files for bits in [format(data[24 + data[5] * struct.unpack_from("<I", data, 16)[0] + 22], "08b")]}
+    assert len(precisions) >= 3  # tables of several precisions
+    for i, (data, labels) in enumerate(files):
+        batch.expect_labels(f"method 2 file {i}: K={struct.unpack_from('<I', data, 16)[0]}", data, labels)
+    batch.run()
+
+
+def packed_cases() -> list[tuple[str, int, bytes]]:
+    """Hand-made method-2 streams broken in one part of §11.13, and the rule of §7 that rejects each."""
+    flat = {0: [4096]}  # every pass codes escape count 0
+    table0 = packed_table(0, [4096])  # p = 0, n − 1 = 0
+    cases = [("a flat image", 0, hand_stream(flat, [], method=2))]
+
+    def raw(name: str, rule: int, bits: str, tables: dict[int, list[int]] = flat, cut: int | None = None) -> None:
+        stream = hand_stream(tables, [], raw_tables=bit_bytes(bits), method=2)
+        cases.append((name, rule, stream if cut is None else stream[:cut]))
+
+    raw("precision 13", 10, "1101" + "0000000")
+    raw("precision 15, cut by the stream's end before n", 10, "1111", cut=23)
+    raw("n = 73 in a 72-token context", 10, "0000" + format(72, "07b"))
+    raw("n = 4 in a choice context of 3 symbols", 10, table0 + "0000" + "11", {0: [4096], 41: [4096, 0, 0]})
+    raw("a 13th zero bit", 10, "1100" + "0000001" + "0" * 13 + "1" + "0" * 13)
+    raw("frequencies 3 + 1 > 2^2 − 1", 10, "0010" + "0000010" + "011" + "010" + "1")
+    raw("a padding bit after the last table", 10, table0 + "0001")
+    raw("12 zero bits, then the stream's end", 12, "1100" + "0000001" + "0" * 12 + "1" * 9, cut=22 + 3)
+    raw("frequencies past 2^p − 1, cut by the stream's end", 12, "0001" + "0000011" + "010" + "010" + "1", cut=22 + 2)
+    raw("a table past the stream's end", 12, "1100" + "0000001", {0: [4096], 1: [4096]}, cut=22 + 1)
+    return cases
+
+
+def test_js_rejects_broken_packed_tables_at_the_rule_of_section_11_13(tmp_path):
+    batch = Batch(tmp_path)
+    for name, rule, stream in packed_cases():
+        data = hand_file(stream)
+        if rule == 0:
+            batch.expect_labels(name, data, np.zeros((1, HAND_W), np.int64))
+        else:
+            batch.expect_rule(name, data, rule)
     batch.run()

@@ -64,7 +64,7 @@ test("spec §11.12 method-1 example decodes to the image it describes", () => {
 
 test("a rejection carries the rule number and the spec's class name", () => {
   const bytes = specDumps()[3].slice();
-  bytes[36] = 2; // method (§11.1): 0 and 1 are defined
+  bytes[36] = 3; // method (§11.1): 0, 1 and 2 are defined
   assert.throws(() => decode(bytes), (e) => e instanceof KmqStreamError && e.rule === 10 && e.name === "StreamStructureError" && /method/.test(e.message));
 });
 
