@@ -585,3 +585,67 @@ def test_js_rejects_broken_packed_tables_at_the_rule_of_section_11_13(tmp_path):
         else:
             batch.expect_rule(name, data, rule)
     batch.run()
+
+
+# ---------------------------------------------------------------- method 2 (§11.13): escape ranks from the mean colour
+
+FINEST_B_AND_C = range(41 + 7 * 4, 41 + 7 * 5)  # §11.6: choice contexts of group 4, passes B and C of step 1
+
+
+def escape_image(rng: np.random.Generator, k: int, channels: int, size: int, height: int = 48, width: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Checkers of two labels with noise only where an escape is unanimous or in passes B and C of step 1 (§11.2)."""
+    y, x = np.mgrid[0:height, 0:width]
+    labels = rng.choice(k, 2, replace=False)[(x // size + y // size) % 2]
+    pad = np.pad(labels, 1, mode="edge")
+    agree = (pad[:-2, :-2] == pad[2:, 2:]) & (pad[:-2, 2:] == pad[2:, :-2]) & (pad[:-2, :-2] == pad[:-2, 2:])
+    pass_a = (x % 2 == 1) & (y % 2 == 1) & agree & (x + 1 < width) & (y + 1 < height)
+    noise = (((x + y) % 2 == 1) | pass_a) & (rng.random((height, width)) < 0.4)
+    labels[noise] = rng.integers(0, k, int(noise.sum()))
+    return rng.integers(0, 256, (k, channels)).astype(np.uint8), labels
+
+
+def mean_colour_labels(palette: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, int]:
+    """The labels a method-2 stream with method 0's symbols gives (§11.13), when only passes B and C of step 1 have choosing escapes.
+
+    Those pixels are nobody's neighbour, so only their own labels change: each keeps its escape rank r
+    (§11.5: counted from the first candidate) but counts it from the entry nearest the neighbours' mean colour.
+    Also returns how many labels changed.
+    """
+    height, width = labels.shape
+    colours = palette.astype(np.int64)
+    out = labels.copy()
+
+    def without(candidates, centre):
+        order = sorted(range(len(colours)), key=lambda i: (int(((colours[i] - centre) ** 2).sum()), i))
+        return [i for i in order if i not in candidates]
+
+    for y in range(height):
+        for x in range(1 - y % 2, width, 2):  # x + y odd: passes B and C of step 1
+            held = [int(labels[b, a]) for b, a in ((y - 1, x), (y, x - 1), (y, x + 1), (y + 1, x)) if 0 <= b < height and 0 <= a < width]
+            candidates = sorted(dict.fromkeys(held), key=held.count, reverse=True)  # §11.3: stable, so ties by first holder
+            if len(candidates) < 2 or labels[y, x] in candidates:
+                continue
+            rank = without(candidates, colours[candidates[0]]).index(labels[y, x])
+            mean = (2 * colours[held].sum(axis=0) + len(held)) // (2 * len(held))
+            ref = min(range(len(colours)), key=lambda i: (int(((colours[i] - mean) ** 2).sum()), i))
+            out[y, x] = without(candidates, colours[ref])[rank]
+    return out, int((out != labels).sum())
+
+
+def test_js_counts_escape_ranks_from_the_entry_nearest_the_mean_colour(tmp_path):
+    """Choosing escapes whose label moves under §11.13's reference, against a direct reading of the spec."""
+    batch = Batch(tmp_path)
+    rng = np.random.default_rng(1)
+    changed = []
+    for k, channels, size in [(16, 3, 4), (256, 3, 4), (16, 1, 2), (256, 4, 8), (40, 3, 3), (3, 3, 2)]:
+        palette, labels = escape_image(rng, k, channels, size)
+        s = Stream.split(method0_file(palette, labels))
+        tables = {t: table_frequencies(raw) for t, raw in s.tables.items()}
+        assert not [t for t, f in tables.items() if t >= 41 and t not in FINEST_B_AND_C and len(f) == alphabet_size(t) and f[-1] > 0]
+        want, moved = mean_colour_labels(palette, labels)
+        changed.append(moved)
+        fields = struct.pack("<BHHI", 2, s.lanes, s.first_label, s.extra_bytes) + bytes(s.presence)
+        body = s.head + fields + packed_tables(tables) + s.states + s.extra + s.words
+        batch.expect_labels(f"K={k} C={channels}: {moved} escapes move", body + struct.pack("<I", zlib.crc32(body)), want)
+    assert sum(changed) >= 50, changed
+    batch.run()

@@ -445,6 +445,22 @@ MUTANTS = [
         ("tests/test_web_coding1.py", "tests/test_web_decoder.py"),
         "JS decoder, method 2: escape ranks counted from the first candidate, not the neighbours' mean colour",
     ),
+    Mutant(
+        "js-m2-mean-truncated",
+        "kmcodec/web/coding1.js",
+        "Math.floor((2 * sum + present) / (2 * present))",
+        "Math.floor(sum / present)",
+        ("tests/test_web_coding1.py",),
+        "JS decoder, method 2: the neighbours' mean colour truncated, not rounded half up",
+    ),
+    Mutant(
+        "js-m2-ref-cache-unkeyed",
+        "kmcodec/web/coding1.js",
+        "ctx.refs[slot] >= 0 && ctx.refKeys[slot] === key",
+        "ctx.refs[slot] >= 0",
+        ("tests/test_web_coding1.py",),
+        "JS decoder, method 2: the memoised nearest entry is reused for another mean colour in its cache slot",
+    ),
 ]
 
 
