@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import kmcodec
-from coded import method0_file, stream_method, tiled_labels, zstd_library_rejects
+from coded import method0_file, method2_file, photo_image, stream_method, tiled_labels, zstd_library_rejects
 from kmcodec import errors
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,14 +162,27 @@ def fixed_images() -> list[tuple[np.ndarray, np.ndarray]]:
 
 def coded_files(images) -> list[tuple[bytes, np.ndarray]]:
     """The images kmcodec writes in coding 1 (it falls back to coding 0 when that is not smaller),
-    and each as a method-0 stream too when kmcodec chose method 1."""
+    and each as method-0 and method-2 streams too, whichever method kmcodec chose."""
     out = []
     for palette, labels in images:
         data = kmcodec.pack(palette, labels, compress=True)
         if data[6] == 1:
             out.append((data, labels))
-            if stream_method(data) == 1 and (method0 := method0_file(palette, labels)) is not None:
-                out.append((method0, labels))
+            for other in (method0_file(palette, labels), method2_file(palette, labels) if stream_method(data) != 2 else None):
+                if other is not None:
+                    out.append((other, labels))
+    return out
+
+
+def photo_files() -> list[tuple[bytes, np.ndarray]]:
+    """Photo-like images as kmcodec writes them, method 2 (§11.13): many escapes of choosing pixels, K = 16 and 256, K > 256."""
+    rng = np.random.default_rng(2)
+    out = []
+    for k, channels in [(16, 3), (256, 3), (16, 4), (256, 1), (300, 3), (40, 4)]:
+        palette, labels = photo_image(rng, k, channels, 64, 80)
+        data = kmcodec.pack(palette, labels, compress=True)
+        assert stream_method(data) == 2
+        out.append((data, labels))
     return out
 
 
@@ -213,7 +226,7 @@ class Batch:
         done = subprocess.run([*NODE, "--test", "--test-reporter=tap", str(NODE_TEST)], capture_output=True, text=True, env=env, timeout=300)
         failed = [line for line in done.stdout.splitlines() if line.startswith("not ok")]
         assert done.returncode == 0, "\n".join(failed) + "\n" + done.stdout[-4000:] + done.stderr[-2000:]
-        assert f"# pass {len(self.items) + 3}" in done.stdout  # and the file's own 3 tests
+        assert f"# pass {len(self.items) + 4}" in done.stdout  # and the file's own 4 tests
 
 
 def python_outcome(data: bytes) -> str | np.ndarray | None:
@@ -230,7 +243,7 @@ def python_outcome(data: bytes) -> str | np.ndarray | None:
 def test_js_decodes_every_coding1_file_kmcodec_writes(tmp_path):
     batch = Batch(tmp_path)
     batch.expect_labels("spec §11.10 worked example", spec_example(), kmcodec.decode(spec_example()).labels)
-    files = coded_files(fixed_images() + generated_images(160))
+    files = coded_files(fixed_images() + generated_images(120)) + photo_files()
     ks = {struct.unpack_from("<I", data, 16)[0] for data, _ in files}
     rng = np.random.default_rng(3)
     for k, channels in [(4, 3), (12, 4), (300, 1)]:  # method 1 (§11.11): repeated tiles, real Zstandard frames
@@ -238,7 +251,7 @@ def test_js_decodes_every_coding1_file_kmcodec_writes(tmp_path):
         files.append((kmcodec.pack(rng.integers(0, 256, (k, channels)).astype(np.uint8), labels, compress=True), labels))
     assert len(files) >= 40 and max(ks) > 256 and min(ks) <= 16  # both escape rules are exercised
     methods = [stream_method(data) for data, _ in files]
-    assert methods.count(1) >= 3 and methods.count(0) >= 30
+    assert methods.count(1) >= 3 and methods.count(0) >= 30 and methods.count(2) >= 30, methods
     assert max(Stream.split(data).lanes for data, _ in files if stream_method(data) == 0) >= 4  # lanes (§11.8)
     for i, (data, labels) in enumerate(files):
         width, height, k = struct.unpack_from("<III", data, 8)
@@ -437,12 +450,15 @@ def test_js_agrees_with_python_on_randomly_damaged_streams(tmp_path):
     rng_np = np.random.default_rng(5)
     tiled = [kmcodec.pack(rng_np.integers(0, 256, (k, 3)).astype(np.uint8), tiled_labels(rng_np, k, (5, 9), (12, 8)), compress=True) for k in (6, 400)]
     assert [stream_method(data) for data in tiled] == [1, 1]  # method 1 (§11.11) damaged too
-    for i, data in enumerate(base_files() + tiled):
+    photos = [data for data, _ in photo_files()]  # method 2 (§11.13)
+    for i, data in enumerate(base_files() + tiled + photos):
         start = 24 + data[5] * struct.unpack_from("<I", data, 16)[0]
         for j in range(50):
             bad = bytearray(data[:-4])
+            # Half the time in the fixed fields and tables (packed ones for method 2), else anywhere.
+            end = min(start + 60, len(bad)) if j % 2 else len(bad)
             for _ in range(rng.choice([1, 1, 2, 3])):
-                bad[rng.randrange(start, len(bad))] = rng.randrange(256)
+                bad[rng.randrange(start, end)] = rng.randrange(256)
             bad = bytes(bad) + struct.pack("<I", zlib.crc32(bad))
             got = python_outcome(bad)
             if got is None:
@@ -543,6 +559,7 @@ def test_js_decodes_method2_streams_with_packed_tables(tmp_path):
     for palette, labels in two_label_images() + fixed_images() + generated_images(60):
         data = method0_file(palette, labels)
         if data is not None and (packed := as_method2(data)) is not None:
+            assert np.array_equal(kmcodec.decode(packed).labels, labels)  # kmcodec reads them the same
             files.append((packed, labels))
     ks = [struct.unpack_from("<I", data, 16)[0] for data, _ in files]
     assert len(files) >= 9 and max(ks) > 256 and min(ks) <= 16
@@ -564,27 +581,36 @@ def packed_cases() -> list[tuple[str, int, bytes]]:
         cases.append((name, rule, stream if cut is None else stream[:cut]))
 
     raw("precision 13", 10, "1101" + "0000000")
-    raw("precision 15, cut by the stream's end before n", 10, "1111", cut=23)
+    # Cut to 26 bytes (the least rule 6 allows), 32 bits of tables: the last field read runs past them.
+    two = {0: [4096], 1: [4096]}
+    raw("precision 15, cut by the stream's end before n", 10, "1100" + format(17, "07b") + "1" * 17 + "1111", two, cut=26)
     raw("n = 73 in a 72-token context", 10, "0000" + format(72, "07b"))
     raw("n = 4 in a choice context of 3 symbols", 10, table0 + "0000" + "11", {0: [4096], 41: [4096, 0, 0]})
     raw("a 13th zero bit", 10, "1100" + "0000001" + "0" * 13 + "1" + "0" * 13)
     raw("frequencies 3 + 1 > 2^2 − 1", 10, "0010" + "0000010" + "011" + "010" + "1")
     raw("a padding bit after the last table", 10, table0 + "0001")
-    raw("12 zero bits, then the stream's end", 12, "1100" + "0000001" + "0" * 12 + "1" * 9, cut=22 + 3)
-    raw("frequencies past 2^p − 1, cut by the stream's end", 12, "0001" + "0000011" + "010" + "010" + "1", cut=22 + 2)
-    raw("a table past the stream's end", 12, "1100" + "0000001", {0: [4096], 1: [4096]}, cut=22 + 1)
+    raw("12 zero bits, then the stream's end", 12, "1100" + format(11, "07b") + "1" * 9 + "0" * 12, cut=26)
+    raw("frequencies past 2^p − 1, cut by the stream's end", 12, "0001" + format(19, "07b") + "010" + "010" + "1" * 15, cut=26)
+    raw("a table past the stream's end", 12, "1100" + format(20, "07b") + "1" * 20 + "0", two, cut=26)
     return cases
 
 
-def test_js_rejects_broken_packed_tables_at_the_rule_of_section_11_13(tmp_path):
+def test_js_and_python_reject_broken_packed_tables_at_the_rule_of_section_11_13(tmp_path):
     batch = Batch(tmp_path)
+    disagreements = []
     for name, rule, stream in packed_cases():
         data = hand_file(stream)
+        got = python_outcome(data)
         if rule == 0:
             batch.expect_labels(name, data, np.zeros((1, HAND_W), np.int64))
+            if isinstance(got, str) or got.any():
+                disagreements.append(f"{name}: kmcodec gives {got if isinstance(got, str) else 'other labels'}, not label 0 everywhere")
         else:
             batch.expect_rule(name, data, rule)
+            if got != RULES[rule]:
+                disagreements.append(f"{name}: kmcodec gives {got if isinstance(got, str) else 'labels'}, spec rule {rule} is {RULES[rule]}")
     batch.run()
+    assert not disagreements, "\n".join(disagreements)
 
 
 # ---------------------------------------------------------------- method 2 (§11.13): escape ranks from the mean colour
@@ -646,6 +672,8 @@ def test_js_counts_escape_ranks_from_the_entry_nearest_the_mean_colour(tmp_path)
         changed.append(moved)
         fields = struct.pack("<BHHI", 2, s.lanes, s.first_label, s.extra_bytes) + bytes(s.presence)
         body = s.head + fields + packed_tables(tables) + s.states + s.extra + s.words
-        batch.expect_labels(f"K={k} C={channels}: {moved} escapes move", body + struct.pack("<I", zlib.crc32(body)), want)
+        data = body + struct.pack("<I", zlib.crc32(body))
+        assert np.array_equal(kmcodec.decode(data).labels, want)  # kmcodec reads §11.13 the same way
+        batch.expect_labels(f"K={k} C={channels}: {moved} escapes move", data, want)
     assert sum(changed) >= 50, changed
     batch.run()
