@@ -8,13 +8,29 @@ import kmcodec
 from kmcodec import container, layout
 
 
-def method0_file(palette: np.ndarray, labels: np.ndarray) -> bytes | None:
-    """A coding-1 file whose label stream is method 0 (spec §11.1-§11.10); None when over the bound."""
+def method0_file(palette: np.ndarray, labels: np.ndarray, method: int = kmcodec.coding1.METHOD) -> bytes | None:
+    """A coding-1 file whose label stream is method 0 (spec §11.1-§11.10), or `method` 2 (§11.13); None when over the bound."""
     header = container.Header(labels.shape[1], labels.shape[0], palette.shape[0], palette.shape[1], coding=layout.CODING_CODED)
-    stream = kmcodec.coding1.encode_labels(labels, palette, kmcodec.coding1.METHOD)
+    stream = kmcodec.coding1.encode_labels(labels, palette, method)
     if len(stream) >= header.size.label_bytes:
         return None
     return container.join(header, palette.tobytes(), stream)
+
+
+def method2_file(palette: np.ndarray, labels: np.ndarray) -> bytes | None:
+    """A coding-1 file whose label stream is method 2 (spec §11.13), whatever method 1 would give; None when over the bound."""
+    return method0_file(palette, labels, kmcodec.coding1.METHOD_PACKED)
+
+
+def photo_image(rng: np.random.Generator, k: int, channels: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """A palette and labels like a photo's: shading over a colour ramp, plus noise, so many escapes of
+    choosing pixels whose neighbours' mean colour (spec §11.13) lies between their colours."""
+    ramp = np.linspace(0, 255, k)[:, None] * rng.uniform(0.5, 1.0, channels) + rng.normal(0, 12, (k, channels))
+    palette = np.clip(ramp, 0, 255).astype(np.uint8)
+    y, x = np.mgrid[0:height, 0:width]
+    shade = (np.sin(x / 7.0) + np.cos(y / 5.0) + (x + y) / (width + height)) * k / 5 + k / 2
+    labels = np.clip(shade + rng.normal(0, max(1.0, k / 30), (height, width)), 0, k - 1).astype(np.int64)
+    return palette, labels
 
 
 def tiled_labels(rng: np.random.Generator, k: int, tile: tuple[int, int], repeats: tuple[int, int]) -> np.ndarray:

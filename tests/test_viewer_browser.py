@@ -36,18 +36,23 @@ FLAGS = [
 
 
 def page_state(url: str, profile: Path, *extra: str) -> dict[str, str]:
-    """Load `url` in headless Chromium; return the data-* attributes of <body> once the page settled."""
+    """Load `url` in headless Chromium; return the data-* attributes of <body> once the page settled,
+    and the bytes table's "method" row (coding 1) as "method-row"."""
     done = subprocess.run(
         [CHROMIUM, *FLAGS, *extra, f"--user-data-dir={profile}", "--dump-dom", url],
         capture_output=True, text=True, timeout=60,
     )
     body = re.search(r"<body([^>]*)>", done.stdout)
     assert body, done.stdout[-2000:] + done.stderr[-2000:]
-    return {key: html.unescape(value) for key, value in re.findall(r'data-([\w-]+)="([^"]*)"', body.group(1))}
+    state = {key: html.unescape(value) for key, value in re.findall(r'data-([\w-]+)="([^"]*)"', body.group(1))}
+    method = re.search(r"<td>method</td><td[^>]*>([^<]*)</td>", done.stdout)
+    if method:
+        state["method-row"] = html.unescape(method.group(1))
+    return state
 
 
 @pytest.mark.parametrize(
-    ("name", "coding", "method"), [("coffee_k16.kmq", 0, None), ("logo_rgba_k4.kmq", 0, None), ("coffee_k16.kmq", 1, 0), ("logo_rgba_k4.kmq", 1, 1)]
+    ("name", "coding", "method"), [("coffee_k16.kmq", 0, None), ("logo_rgba_k4.kmq", 0, None), ("coffee_k16.kmq", 1, 2), ("logo_rgba_k4.kmq", 1, 1)]
 )
 def test_viewer_canvas_holds_the_pixels_kmcodec_decodes(name, coding, method, tmp_path):
     path = tmp_path / name
@@ -62,6 +67,9 @@ def test_viewer_canvas_holds_the_pixels_kmcodec_decodes(name, coding, method, tm
         state = page_state(url, tmp_path / "profile")
     assert state.get("state") == "ready", state
     assert state["decoded-crc32"] == state["drawn-crc32"] == expected
+    if method is not None:  # the bytes table names the method and its section
+        section = {1: "§11.11", 2: "§11.13"}[method]
+        assert state["method-row"].startswith(f"{method} (") and section in state["method-row"], state["method-row"]
     if image.channels != 4:  # a canvas stores premultiplied alpha, so only opaque pixels read back exactly
         assert state["canvas-crc32"] == expected
 

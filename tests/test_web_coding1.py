@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import kmcodec
-from coded import method0_file, stream_method, tiled_labels, zstd_library_rejects
+from coded import method0_file, method2_file, photo_image, stream_method, tiled_labels, zstd_library_rejects
 from kmcodec import errors
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,14 +162,27 @@ def fixed_images() -> list[tuple[np.ndarray, np.ndarray]]:
 
 def coded_files(images) -> list[tuple[bytes, np.ndarray]]:
     """The images kmcodec writes in coding 1 (it falls back to coding 0 when that is not smaller),
-    and each as a method-0 stream too when kmcodec chose method 1."""
+    and each as method-0 and method-2 streams too, whichever method kmcodec chose."""
     out = []
     for palette, labels in images:
         data = kmcodec.pack(palette, labels, compress=True)
         if data[6] == 1:
             out.append((data, labels))
-            if stream_method(data) == 1 and (method0 := method0_file(palette, labels)) is not None:
-                out.append((method0, labels))
+            for other in (method0_file(palette, labels), method2_file(palette, labels) if stream_method(data) != 2 else None):
+                if other is not None:
+                    out.append((other, labels))
+    return out
+
+
+def photo_files() -> list[tuple[bytes, np.ndarray]]:
+    """Photo-like images as kmcodec writes them, method 2 (§11.13): many escapes of choosing pixels, K = 16 and 256, K > 256."""
+    rng = np.random.default_rng(2)
+    out = []
+    for k, channels in [(16, 3), (256, 3), (16, 4), (256, 1), (300, 3), (40, 4)]:
+        palette, labels = photo_image(rng, k, channels, 64, 80)
+        data = kmcodec.pack(palette, labels, compress=True)
+        assert stream_method(data) == 2
+        out.append((data, labels))
     return out
 
 
@@ -213,7 +226,7 @@ class Batch:
         done = subprocess.run([*NODE, "--test", "--test-reporter=tap", str(NODE_TEST)], capture_output=True, text=True, env=env, timeout=300)
         failed = [line for line in done.stdout.splitlines() if line.startswith("not ok")]
         assert done.returncode == 0, "\n".join(failed) + "\n" + done.stdout[-4000:] + done.stderr[-2000:]
-        assert f"# pass {len(self.items) + 3}" in done.stdout  # and the file's own 3 tests
+        assert f"# pass {len(self.items) + 4}" in done.stdout  # and the file's own 4 tests
 
 
 def python_outcome(data: bytes) -> str | np.ndarray | None:
@@ -230,7 +243,7 @@ def python_outcome(data: bytes) -> str | np.ndarray | None:
 def test_js_decodes_every_coding1_file_kmcodec_writes(tmp_path):
     batch = Batch(tmp_path)
     batch.expect_labels("spec §11.10 worked example", spec_example(), kmcodec.decode(spec_example()).labels)
-    files = coded_files(fixed_images() + generated_images(160))
+    files = coded_files(fixed_images() + generated_images(120)) + photo_files()
     ks = {struct.unpack_from("<I", data, 16)[0] for data, _ in files}
     rng = np.random.default_rng(3)
     for k, channels in [(4, 3), (12, 4), (300, 1)]:  # method 1 (§11.11): repeated tiles, real Zstandard frames
@@ -238,7 +251,7 @@ def test_js_decodes_every_coding1_file_kmcodec_writes(tmp_path):
         files.append((kmcodec.pack(rng.integers(0, 256, (k, channels)).astype(np.uint8), labels, compress=True), labels))
     assert len(files) >= 40 and max(ks) > 256 and min(ks) <= 16  # both escape rules are exercised
     methods = [stream_method(data) for data, _ in files]
-    assert methods.count(1) >= 3 and methods.count(0) >= 30
+    assert methods.count(1) >= 3 and methods.count(0) >= 30 and methods.count(2) >= 30, methods
     assert max(Stream.split(data).lanes for data, _ in files if stream_method(data) == 0) >= 4  # lanes (§11.8)
     for i, (data, labels) in enumerate(files):
         width, height, k = struct.unpack_from("<III", data, 8)
@@ -369,15 +382,20 @@ def hand_file(stream: bytes) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def hand_stream(tables: dict[int, list[int]], symbols: list[tuple[int, int]], extra: bytes = b"", state: int | None = None, raw_tables: bytes | None = None) -> bytes:
-    """Fields of §11.1 around frequency tables (each as the frequencies of symbols 0 … n − 1) and a symbol sequence."""
+def hand_stream(
+    tables: dict[int, list[int]], symbols: list[tuple[int, int]], extra: bytes = b"", state: int | None = None, raw_tables: bytes | None = None, method: int = 0
+) -> bytes:
+    """Fields of §11.1 around frequency tables (each as the frequencies of symbols 0 … n − 1) and a symbol sequence;
+    method 2 packs the tables as §11.13 says."""
     presence = bytearray(13)
     for t in tables:
         presence[t >> 3] |= 1 << (t & 7)
-    if raw_tables is None:
+    if raw_tables is None and method == 2:
+        raw_tables = packed_tables({t: tables[t] for t in sorted(tables)})
+    elif raw_tables is None:
         raw_tables = b"".join(bytes([len(tables[t])]) + b"".join(varint(f) for f in tables[t][:-1]) for t in sorted(tables))
     start, words = rans_encode(symbols, tables)
-    head = struct.pack("<BHHI", 0, 1, 0, len(extra)) + bytes(presence)
+    head = struct.pack("<BHHI", method, 1, 0, len(extra)) + bytes(presence)
     return head + raw_tables + struct.pack("<I", start if state is None else state) + extra + words
 
 
@@ -432,12 +450,15 @@ def test_js_agrees_with_python_on_randomly_damaged_streams(tmp_path):
     rng_np = np.random.default_rng(5)
     tiled = [kmcodec.pack(rng_np.integers(0, 256, (k, 3)).astype(np.uint8), tiled_labels(rng_np, k, (5, 9), (12, 8)), compress=True) for k in (6, 400)]
     assert [stream_method(data) for data in tiled] == [1, 1]  # method 1 (§11.11) damaged too
-    for i, data in enumerate(base_files() + tiled):
+    photos = [data for data, _ in photo_files()]  # method 2 (§11.13)
+    for i, data in enumerate(base_files() + tiled + photos):
         start = 24 + data[5] * struct.unpack_from("<I", data, 16)[0]
         for j in range(50):
             bad = bytearray(data[:-4])
+            # Half the time in the fixed fields and tables (packed ones for method 2), else anywhere.
+            end = min(start + 60, len(bad)) if j % 2 else len(bad)
             for _ in range(rng.choice([1, 1, 2, 3])):
-                bad[rng.randrange(start, len(bad))] = rng.randrange(256)
+                bad[rng.randrange(start, end)] = rng.randrange(256)
             bad = bytes(bad) + struct.pack("<I", zlib.crc32(bad))
             got = python_outcome(bad)
             if got is None:
@@ -446,4 +467,213 @@ def test_js_agrees_with_python_on_randomly_damaged_streams(tmp_path):
                 batch.expect_rule(f"file {i} damage {j}: kmcodec says {got}", bad, names[got])
             else:
                 batch.expect_labels(f"file {i} damage {j}: kmcodec decodes it", bad, got)
+    batch.run()
+
+
+# ---------------------------------------------------------------- method 2 (§11.13): packed tables
+
+CHOICE_ALPHABETS = (3, 3, 4, 5, 3, 4, 3)  # §11.6, c = 0 … 6
+
+
+def alphabet_size(t: int) -> int:
+    return 72 if t <= 40 else CHOICE_ALPHABETS[(t - 41) % 7]
+
+
+def exp_golomb(f: int) -> str:
+    """§11.13: z zero bits, a one bit, then z bits x, with f = 2^z − 1 + x."""
+    z = (f + 1).bit_length() - 1
+    return "0" * z + "1" + (format(f + 1 - 2**z, f"0{z}b") if z else "")
+
+
+def packed_table(t: int, freq: list[int], p: int | None = None) -> str:
+    """One table of §11.13 as a bit string: the frequencies (summing to 4096) at the lowest precision p that holds them."""
+    if p is None:
+        p = next(p for p in range(13) if all(f % 2 ** (12 - p) == 0 for f in freq))
+    w = (alphabet_size(t) - 1).bit_length()
+    return format(p, "04b") + format(len(freq) - 1, f"0{w}b") + "".join(exp_golomb(f >> (12 - p)) for f in freq[:-1])
+
+
+def bit_bytes(bits: str) -> bytes:
+    """A bit string, most significant bit first, zero-padded to a whole byte."""
+    bits += "0" * (-len(bits) % 8)
+    return int(bits, 2).to_bytes(len(bits) // 8, "big") if bits else b""
+
+
+def packed_tables(tables: dict[int, list[int]]) -> bytes:
+    return bit_bytes("".join(packed_table(t, tables[t]) for t in sorted(tables)))
+
+
+def table_frequencies(raw: bytes) -> list[int]:
+    """A method-0 table's bytes (§11.6) as the frequencies of symbols 0 … n − 1."""
+    freq, pos = [], 1
+    for _ in range(raw[0] - 1):
+        value, shift = 0, 0
+        while True:
+            value |= (raw[pos] & 0x7F) << shift
+            shift += 7
+            pos += 1
+            if not raw[pos - 1] & 0x80:
+                break
+        freq.append(value)
+    return freq + [4096 - sum(freq)]
+
+
+def as_method2(data: bytes) -> bytes | None:
+    """A method-0 file with its tables packed (§11.13), or None when its labels could change.
+
+    Only the tables and, for K ≤ 256, the escape reference of a choosing pixel differ from
+    method 0: so the labels stay those of method 0 when K > 256 or no choosing pixel escapes
+    (every choice table gives its escape symbol, the last of the alphabet, frequency 0).
+    """
+    s = Stream.split(data)
+    tables = {t: table_frequencies(raw) for t, raw in s.tables.items()}
+    k = struct.unpack_from("<I", data, 16)[0]
+    if k <= 256 and any(t >= 41 and len(f) == alphabet_size(t) and f[-1] > 0 for t, f in tables.items()):
+        return None
+    fields = struct.pack("<BHHI", 2, s.lanes, s.first_label, s.extra_bytes) + bytes(s.presence)
+    body = s.head + fields + packed_tables(tables) + s.states + s.extra + s.words
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def test_spec_example_of_a_packed_table():
+    """§11.13's example: a choice table of 3 symbols, p = 6, frequencies 2560, 1280 and 256."""
+    assert packed_table(41, [2560, 1280, 256], p=6) == "0110" "10" "00000101001" "000010101"
+
+
+def two_label_images() -> list[tuple[np.ndarray, np.ndarray]]:
+    """Checkers and half-planes of two labels, K ≤ 256: escapes, but none of a choosing pixel."""
+    rng = np.random.default_rng(5)
+    out = []
+    for k, channels, (height, width), size in [(2, 1, (40, 48), 4), (5, 3, (48, 40), 8), (16, 4, (33, 65), 6), (200, 3, (64, 64), 8), (9, 3, (50, 50), 0)]:
+        y, x = np.mgrid[0:height, 0:width]
+        used = rng.choice(k, 2, replace=False)
+        labels = used[(x // size + y // size) % 2] if size else np.where(x + 2 * y < 60, used[0], used[1])
+        out.append((rng.integers(0, 256, (k, channels)).astype(np.uint8), labels))
+    return out
+
+
+def test_js_decodes_method2_streams_with_packed_tables(tmp_path):
+    """Method-0 files of kmcodec with their tables packed decode to the same labels (§11.13)."""
+    batch = Batch(tmp_path)
+    files = []
+    for palette, labels in two_label_images() + fixed_images() + generated_images(60):
+        data = method0_file(palette, labels)
+        if data is not None and (packed := as_method2(data)) is not None:
+            assert np.array_equal(kmcodec.decode(packed).labels, labels)  # kmcodec reads them the same
+            files.append((packed, labels))
+    ks = [struct.unpack_from("<I", data, 16)[0] for data, _ in files]
+    assert len(files) >= 9 and max(ks) > 256 and min(ks) <= 16
+    precisions = {int(bits[:4], 2) for data, _ in files for bits in [format(data[24 + data[5] * struct.unpack_from("<I", data, 16)[0] + 22], "08b")]}
+    assert len(precisions) >= 3  # tables of several precisions
+    for i, (data, labels) in enumerate(files):
+        batch.expect_labels(f"method 2 file {i}: K={struct.unpack_from('<I', data, 16)[0]}", data, labels)
+    batch.run()
+
+
+def packed_cases() -> list[tuple[str, int, bytes]]:
+    """Hand-made method-2 streams broken in one part of §11.13, and the rule of §7 that rejects each."""
+    flat = {0: [4096]}  # every pass codes escape count 0
+    table0 = packed_table(0, [4096])  # p = 0, n − 1 = 0
+    cases = [("a flat image", 0, hand_stream(flat, [], method=2))]
+
+    def raw(name: str, rule: int, bits: str, tables: dict[int, list[int]] = flat, cut: int | None = None) -> None:
+        stream = hand_stream(tables, [], raw_tables=bit_bytes(bits), method=2)
+        cases.append((name, rule, stream if cut is None else stream[:cut]))
+
+    raw("precision 13", 10, "1101" + "0000000")
+    # Cut to 26 bytes (the least rule 6 allows), 32 bits of tables: the last field read runs past them.
+    two = {0: [4096], 1: [4096]}
+    raw("precision 15, cut by the stream's end before n", 10, "1100" + format(17, "07b") + "1" * 17 + "1111", two, cut=26)
+    raw("n = 73 in a 72-token context", 10, "0000" + format(72, "07b"))
+    raw("n = 4 in a choice context of 3 symbols", 10, table0 + "0000" + "11", {0: [4096], 41: [4096, 0, 0]})
+    raw("a 13th zero bit", 10, "1100" + "0000001" + "0" * 13 + "1" + "0" * 13)
+    raw("frequencies 3 + 1 > 2^2 − 1", 10, "0010" + "0000010" + "011" + "010" + "1")
+    raw("a padding bit after the last table", 10, table0 + "0001")
+    raw("12 zero bits, then the stream's end", 12, "1100" + format(11, "07b") + "1" * 9 + "0" * 12, cut=26)
+    raw("frequencies past 2^p − 1, cut by the stream's end", 12, "0001" + format(19, "07b") + "010" + "010" + "1" * 15, cut=26)
+    raw("a table past the stream's end", 12, "1100" + format(20, "07b") + "1" * 20 + "0", two, cut=26)
+    return cases
+
+
+def test_js_and_python_reject_broken_packed_tables_at_the_rule_of_section_11_13(tmp_path):
+    batch = Batch(tmp_path)
+    disagreements = []
+    for name, rule, stream in packed_cases():
+        data = hand_file(stream)
+        got = python_outcome(data)
+        if rule == 0:
+            batch.expect_labels(name, data, np.zeros((1, HAND_W), np.int64))
+            if isinstance(got, str) or got.any():
+                disagreements.append(f"{name}: kmcodec gives {got if isinstance(got, str) else 'other labels'}, not label 0 everywhere")
+        else:
+            batch.expect_rule(name, data, rule)
+            if got != RULES[rule]:
+                disagreements.append(f"{name}: kmcodec gives {got if isinstance(got, str) else 'labels'}, spec rule {rule} is {RULES[rule]}")
+    batch.run()
+    assert not disagreements, "\n".join(disagreements)
+
+
+# ---------------------------------------------------------------- method 2 (§11.13): escape ranks from the mean colour
+
+FINEST_B_AND_C = range(41 + 7 * 4, 41 + 7 * 5)  # §11.6: choice contexts of group 4, passes B and C of step 1
+
+
+def escape_image(rng: np.random.Generator, k: int, channels: int, size: int, height: int = 48, width: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Checkers of two labels with noise only where an escape is unanimous or in passes B and C of step 1 (§11.2)."""
+    y, x = np.mgrid[0:height, 0:width]
+    labels = rng.choice(k, 2, replace=False)[(x // size + y // size) % 2]
+    pad = np.pad(labels, 1, mode="edge")
+    agree = (pad[:-2, :-2] == pad[2:, 2:]) & (pad[:-2, 2:] == pad[2:, :-2]) & (pad[:-2, :-2] == pad[:-2, 2:])
+    pass_a = (x % 2 == 1) & (y % 2 == 1) & agree & (x + 1 < width) & (y + 1 < height)
+    noise = (((x + y) % 2 == 1) | pass_a) & (rng.random((height, width)) < 0.4)
+    labels[noise] = rng.integers(0, k, int(noise.sum()))
+    return rng.integers(0, 256, (k, channels)).astype(np.uint8), labels
+
+
+def mean_colour_labels(palette: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, int]:
+    """The labels a method-2 stream with method 0's symbols gives (§11.13), when only passes B and C of step 1 have choosing escapes.
+
+    Those pixels are nobody's neighbour, so only their own labels change: each keeps its escape rank r
+    (§11.5: counted from the first candidate) but counts it from the entry nearest the neighbours' mean colour.
+    Also returns how many labels changed.
+    """
+    height, width = labels.shape
+    colours = palette.astype(np.int64)
+    out = labels.copy()
+
+    def without(candidates, centre):
+        order = sorted(range(len(colours)), key=lambda i: (int(((colours[i] - centre) ** 2).sum()), i))
+        return [i for i in order if i not in candidates]
+
+    for y in range(height):
+        for x in range(1 - y % 2, width, 2):  # x + y odd: passes B and C of step 1
+            held = [int(labels[b, a]) for b, a in ((y - 1, x), (y, x - 1), (y, x + 1), (y + 1, x)) if 0 <= b < height and 0 <= a < width]
+            candidates = sorted(dict.fromkeys(held), key=held.count, reverse=True)  # §11.3: stable, so ties by first holder
+            if len(candidates) < 2 or labels[y, x] in candidates:
+                continue
+            rank = without(candidates, colours[candidates[0]]).index(labels[y, x])
+            mean = (2 * colours[held].sum(axis=0) + len(held)) // (2 * len(held))
+            ref = min(range(len(colours)), key=lambda i: (int(((colours[i] - mean) ** 2).sum()), i))
+            out[y, x] = without(candidates, colours[ref])[rank]
+    return out, int((out != labels).sum())
+
+
+def test_js_counts_escape_ranks_from_the_entry_nearest_the_mean_colour(tmp_path):
+    """Choosing escapes whose label moves under §11.13's reference, against a direct reading of the spec."""
+    batch = Batch(tmp_path)
+    rng = np.random.default_rng(1)
+    changed = []
+    for k, channels, size in [(16, 3, 4), (256, 3, 4), (16, 1, 2), (256, 4, 8), (40, 3, 3), (3, 3, 2)]:
+        palette, labels = escape_image(rng, k, channels, size)
+        s = Stream.split(method0_file(palette, labels))
+        tables = {t: table_frequencies(raw) for t, raw in s.tables.items()}
+        assert not [t for t, f in tables.items() if t >= 41 and t not in FINEST_B_AND_C and len(f) == alphabet_size(t) and f[-1] > 0]
+        want, moved = mean_colour_labels(palette, labels)
+        changed.append(moved)
+        fields = struct.pack("<BHHI", 2, s.lanes, s.first_label, s.extra_bytes) + bytes(s.presence)
+        body = s.head + fields + packed_tables(tables) + s.states + s.extra + s.words
+        data = body + struct.pack("<I", zlib.crc32(body))
+        assert np.array_equal(kmcodec.decode(data).labels, want)  # kmcodec reads §11.13 the same way
+        batch.expect_labels(f"K={k} C={channels}: {moved} escapes move", data, want)
+    assert sum(changed) >= 50, changed
     batch.run()

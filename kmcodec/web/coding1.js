@@ -9,6 +9,8 @@
 //      integers as tokens plus extra bits (§11.7), every symbol rANS-decoded by
 //      lane i mod L (§11.8);
 //   4. the end checks: no word, extra byte or lane state left over.
+// Method 2 (§11.13) is method 0 with packed tables (PackedTables) and escape
+// ranks counted from the entry nearest the neighbours' mean colour (escapeRef).
 // A stream whose method byte is 1 is one Zstandard frame instead (§11.11):
 // decodeZstdLabels walks its headers (steps 1–3), then fzstd decompresses it.
 // A rejection throws a KmqStreamError carrying the rule number of §7 (10–13)
@@ -44,6 +46,7 @@ function fail(rule, message) {
 // §11.1: the fixed fields.
 const METHOD = 0;
 const ZSTD_METHOD = 1; // §11.11
+const PACKED_METHOD = 2; // §11.13
 const PRESENCE_BYTES = 13;
 const TABLES_AT = 22;
 // §11.6: contexts, alphabets and the frequency scale.
@@ -52,6 +55,9 @@ const TOKENS = 72;
 const SCALE_BITS = 12;
 const SCALE = 1 << SCALE_BITS;
 const MAX_FREQ_BYTES = 2;
+// §11.13: a packed table's precision field, and the longest run of zeros an Exp-Golomb code may start with.
+const PRECISION_BITS = 4;
+const MAX_ZEROS = SCALE_BITS;
 // §11.8: every lane state starts and ends here.
 const LANE_FLOOR = 65536;
 // §11.7: tokens below this are the integer itself.
@@ -59,6 +65,9 @@ const DIRECT_TOKENS = 16;
 // §11.3: m for each pattern; §11.4: each choosing pattern's place c in (1, 2, 3, 4, 6, 7, 9).
 const PATTERN_M = Uint8Array.of(1, 2, 2, 3, 4, 1, 2, 3, 1, 2, 1);
 const PATTERN_CHOICE = Int8Array.of(-1, 0, 1, 2, 3, -1, 4, 5, -1, 6, -1);
+// §11.3: how many present neighbours hold each candidate, 4 per pattern in candidate order (for §11.13's mean).
+const PATTERN_COUNTS = Uint8Array.of(4, 0, 0, 0, 3, 1, 0, 0, 2, 2, 0, 0, 2, 1, 1, 0, 1, 1, 1, 1, 3, 0, 0, 0, 2, 1, 0, 0, 1, 1, 1, 0, 2, 0, 0, 0, 1, 1, 0, 0, 1, 0, 0, 0);
+const PATTERN_PRESENT = Uint8Array.of(4, 4, 4, 4, 4, 3, 3, 3, 2, 2, 1);
 // §11.6: the choice contexts' alphabets, m + 1 for c = 0 … 6.
 const CHOICE_ALPHABET = Uint8Array.of(3, 3, 4, 5, 3, 4, 3);
 // §11.5: escape ranks walk a distance order up to this K, and step ± above it.
@@ -75,7 +84,7 @@ export function decodeCodedLabels(bytes, streamOffset, streamLength, { width, he
   const stream = { bytes, base: streamOffset, end: streamOffset + streamLength };
   if (streamLength > 0 && bytes[streamOffset] === ZSTD_METHOD) return decodeZstdLabels(stream, width, height, k);
   const head = readHead(stream); // §11.9 step 1
-  const tables = readTables(stream, head.presence);
+  const tables = readTables(stream, head.presence, head.method);
   const parts = splitParts(stream, head, tables.end);
   const rans = new RansDecoder(bytes, parts, tables, stream.base);
   const extra = new ExtraBits(bytes, parts.extraAt, head.extraBytes, stream.base);
@@ -85,7 +94,7 @@ export function decodeCodedLabels(bytes, streamOffset, streamLength, { width, he
   }
   const labels = k <= NEAREST_MAX_K ? new Uint8Array(width * height) : new Uint16Array(width * height);
   labels[0] = head.firstLabel;
-  const ctx = new PassContext(labels, width, height, k, channels, palette, rans, extra);
+  const ctx = new PassContext(labels, width, height, k, channels, palette, rans, extra, head.method === PACKED_METHOD);
   for (const pass of passes(width, height)) decodePass(ctx, pass); // §11.9 step 3
   rans.finish(); // §11.9 step 4
   extra.finish();
@@ -104,12 +113,14 @@ function need(stream, pos, size, what) {
   }
 }
 
-/** §11.1: method, lanes, first label, extra bytes and presence bits, checked as rule 10 says. */
+/** §11.1: method (0 or 2 here; 1 went to decodeZstdLabels), lanes, first label, extra bytes and presence bits, checked as rule 10 says. */
 function readHead(stream) {
   const { bytes, base } = stream;
   need(stream, base, TABLES_AT, "the fixed fields");
   const method = bytes[base];
-  if (method !== METHOD) fail(10, `${where(stream, base)}: method is ${method}, only ${METHOD} and ${ZSTD_METHOD} are defined`);
+  if (method !== METHOD && method !== PACKED_METHOD) {
+    fail(10, `${where(stream, base)}: method is ${method}, only ${METHOD}, ${ZSTD_METHOD} and ${PACKED_METHOD} are defined`);
+  }
   const lanes = bytes[base + 1] | (bytes[base + 2] << 8);
   if (lanes === 0) fail(10, `${where(stream, base + 1)}: lanes is 0, must be 1 … 65535`);
   const firstLabel = bytes[base + 3] | (bytes[base + 4] << 8);
@@ -120,7 +131,7 @@ function readHead(stream) {
       fail(10, `${where(stream, base + 9 + (t >> 3))}: presence bit ${t} is set, but there are only ${CONTEXTS} contexts (0 … 96)`);
     }
   }
-  return { lanes, firstLabel, extraBytes, presence };
+  return { method, lanes, firstLabel, extraBytes, presence };
 }
 
 function readU32(bytes, pos) {
@@ -135,41 +146,21 @@ function alphabetSize(t) {
 }
 
 /**
- * §11.6: the tables of the contexts whose presence bit is set, in increasing t.
+ * §11.6: the tables of the contexts whose presence bit is set, in increasing t,
+ * as bytes (method 0) or as one packed bit string (method 2, §11.13).
  * Each becomes a slot lookup (§11.8): for every slot 0 … 4095 one u32 holding the
  * symbol s (7 bits), slot − start(s) (12 bits) and freq(s) (13 bits).
  */
-function readTables(stream, presence) {
-  const { bytes } = stream;
+function readTables(stream, presence, method) {
+  const reader = method === PACKED_METHOD ? new PackedTables(stream) : new ByteTables(stream);
   const tableAt = new Int32Array(CONTEXTS).fill(-1); // where context t's slots start, or −1: no table
   const freqs = [];
-  let pos = stream.base + TABLES_AT;
   for (let t = 0; t < CONTEXTS; t++) {
     if (!(presence[t >> 3] & (1 << (t & 7)))) continue;
-    need(stream, pos, 1, `the size n of the table of context ${t}`);
-    const n = bytes[pos];
-    const alphabet = alphabetSize(t);
-    if (n === 0 || n > alphabet) {
-      fail(10, `${where(stream, pos)}: table of context ${t} has n = ${n}, must be 1 … ${alphabet}`);
-    }
-    pos += 1;
-    const freq = new Uint16Array(n);
-    const at = pos;
-    let sum = 0;
-    for (let s = 0; s < n - 1; s++) {
-      const [f, size] = readFrequency(stream, pos, t, s);
-      sum += f;
-      freq[s] = f;
-      pos += size;
-    }
-    // Checked once the table is read: a table cut short by the stream's end is rule 12 first.
-    if (sum > SCALE - 1) {
-      fail(10, `${where(stream, at)}: table of context ${t}: frequencies of symbols 0 … ${n - 2} sum to ${sum}, more than ${SCALE - 1}`);
-    }
-    freq[n - 1] = SCALE - sum;
     tableAt[t] = freqs.length * SCALE;
-    freqs.push(freq);
+    freqs.push(reader.table(t, alphabetSize(t)));
   }
+  const end = reader.end();
   const slots = new Uint32Array(freqs.length * SCALE);
   freqs.forEach((freq, table) => {
     let start = 0;
@@ -178,7 +169,46 @@ function readTables(stream, presence) {
       start += freq[s];
     }
   });
-  return { tableAt, slots, end: pos };
+  return { tableAt, slots, end };
+}
+
+/** §11.6, method 0: each table is n (u8), then the varint frequencies of symbols 0 … n − 2. */
+class ByteTables {
+  constructor(stream) {
+    this.stream = stream;
+    this.pos = stream.base + TABLES_AT;
+  }
+
+  /** Context t's frequencies, summing to 4096 (n of them; symbols n and above have none). */
+  table(t, alphabet) {
+    const { stream } = this;
+    need(stream, this.pos, 1, `the size n of the table of context ${t}`);
+    const n = stream.bytes[this.pos];
+    if (n === 0 || n > alphabet) {
+      fail(10, `${where(stream, this.pos)}: table of context ${t} has n = ${n}, must be 1 … ${alphabet}`);
+    }
+    this.pos += 1;
+    const freq = new Uint16Array(n);
+    const at = this.pos;
+    let sum = 0;
+    for (let s = 0; s < n - 1; s++) {
+      const [f, size] = readFrequency(stream, this.pos, t, s);
+      sum += f;
+      freq[s] = f;
+      this.pos += size;
+    }
+    // Checked once the table is read: a table cut short by the stream's end is rule 12 first.
+    if (sum > SCALE - 1) {
+      fail(10, `${where(stream, at)}: table of context ${t}: frequencies of symbols 0 … ${n - 2} sum to ${sum}, more than ${SCALE - 1}`);
+    }
+    freq[n - 1] = SCALE - sum;
+    return freq;
+  }
+
+  /** Where the lane states start. */
+  end() {
+    return this.pos;
+  }
 }
 
 /** §11.6: one frequency, a varint of at most 2 bytes (7 bits each, least significant group first). */
@@ -192,6 +222,79 @@ function readFrequency(stream, pos, t, s) {
     if (!(byte & 0x80)) return [value, i + 1];
   }
   fail(10, `${where(stream, pos)}: frequency ${s} of the table of context ${t} is longer than ${MAX_FREQ_BYTES} bytes`);
+}
+
+/**
+ * §11.13, method 2: the tables as one bit string from stream byte 22, most significant bit first.
+ * Each is p (4 bits), n − 1 (w bits), then f(0) … f(n − 2) as Exp-Golomb codes, scaled by 2^(12 − p).
+ */
+class PackedTables {
+  constructor(stream) {
+    this.stream = stream;
+    this.at = stream.base + TABLES_AT;
+    this.bit = 0; // bits read from `at`
+    this.bits = (stream.end - this.at) * 8; // the label stream's end is the bit string's end (rule 12)
+  }
+
+  /** The next `n` bits (n ≤ 12) as an unsigned integer; past the stream's end is rule 12. */
+  read(n, what) {
+    if (this.bit + n > this.bits) {
+      fail(12, `${this.place()}: reading ${what} needs ${n} bit(s), but the stream ends at byte ${this.stream.end - this.stream.base}`);
+    }
+    const { bytes } = this.stream;
+    let value = 0;
+    for (let i = 0; i < n; i++, this.bit++) value = (value << 1) | ((bytes[this.at + (this.bit >> 3)] >> (7 - (this.bit & 7))) & 1);
+    return value;
+  }
+
+  place() {
+    return `${where(this.stream, this.at + (this.bit >> 3))} bit ${this.bit & 7}`;
+  }
+
+  /** Context t's frequencies, scaled to sum to 4096 (n of them; symbols n and above have none). */
+  table(t, alphabet) {
+    const at = this.place();
+    const p = this.read(PRECISION_BITS, `the precision p of the table of context ${t}`);
+    if (p > SCALE_BITS) fail(10, `${at}: table of context ${t} has precision p = ${p}, at most ${SCALE_BITS}`);
+    // w is the bit length of alphabet − 1: 7 for the 72 tokens, 2 or 3 for choices.
+    const n = this.read(32 - Math.clz32(alphabet - 1), `the size n − 1 of the table of context ${t}`) + 1;
+    if (n > alphabet) fail(10, `${at}: table of context ${t} has n = ${n}, must be 1 … ${alphabet}`);
+    const freq = new Uint16Array(n); // f ≤ 2^13 − 2 until the sum is checked
+    let sum = 0;
+    for (let s = 0; s < n - 1; s++) {
+      freq[s] = this.expGolomb(t, s);
+      sum += freq[s];
+    }
+    // Checked once the table is read: a table cut short by the stream's end is rule 12 first.
+    if (sum > 2 ** p - 1) {
+      fail(10, `${at}: table of context ${t}: frequencies of symbols 0 … ${n - 2} sum to ${sum}, more than 2^${p} − 1 = ${2 ** p - 1}`);
+    }
+    freq[n - 1] = 2 ** p - sum;
+    const scale = SCALE_BITS - p;
+    for (let s = 0; s < n; s++) freq[s] <<= scale;
+    return freq;
+  }
+
+  /** One Exp-Golomb code: z zero bits (at most 12: a 13th is rule 10), a one bit, z bits x; f = 2^z − 1 + x. */
+  expGolomb(t, s) {
+    const what = `frequency ${s} of the table of context ${t}`;
+    const at = this.place();
+    let z = 0;
+    while (this.read(1, what) === 0) {
+      if (++z > MAX_ZEROS) fail(10, `${at}: ${what} starts with more than ${MAX_ZEROS} zero bits`);
+    }
+    return 2 ** z - 1 + this.read(z, what);
+  }
+
+  /** After the last table the rest of its byte must be zero bits (rule 10); returns where the lane states start. */
+  end() {
+    const used = Math.ceil(this.bit / 8);
+    const rest = (8 - (this.bit & 7)) & 7;
+    if (rest > 0 && (this.stream.bytes[this.at + used - 1] & ((1 << rest) - 1)) !== 0) {
+      fail(10, `${this.place()}: the padding after the last table is not zero bits`);
+    }
+    return this.at + used;
+  }
 }
 
 // ---------------------------------------------------------------- §11.9 step 1: lengths and lane states
@@ -439,8 +542,12 @@ function grown(array, n) {
 
 /** The decoder state shared by the passes, and scratch lists reused from pass to pass. */
 class PassContext {
-  constructor(labels, width, height, k, channels, palette, rans, extra) {
+  constructor(labels, width, height, k, channels, palette, rans, extra, meanRef) {
     Object.assign(this, { labels, width, height, k, channels, palette, rans, extra });
+    // §11.13: method 2 counts K ≤ 256 escape ranks from the entry nearest the neighbours' mean colour.
+    this.meanRef = meanRef && k <= NEAREST_MAX_K;
+    this.refKeys = null; // a direct-mapped cache of that entry by mean colour, made at the first use
+    this.refs = null;
     // The pass's choosing pixels: pixel index, unanimous pixels before it, pattern | first candidate << 4.
     this.choosingAt = new Uint32Array(1024);
     this.choosingAfter = new Uint32Array(1024);
@@ -588,24 +695,27 @@ function decodeEscapeRanks(ctx, pass, count) {
     const at = escapes[i];
     const x = at % width;
     const y = Math.floor(at / width);
-    const m = PATTERN_M[candidates(labels, width, height, x, y, d, diagonal)];
-    labels[at] = escapeLabel(ctx, values[i], m, pass, x, y);
+    const pattern = candidates(labels, width, height, x, y, d, diagonal);
+    labels[at] = escapeLabel(ctx, values[i], pattern, pass, x, y);
   }
 }
 
 // ---------------------------------------------------------------- §11.5 escape ranks
 
-/** §11.5: the label an escape rank r names, given the pixel's m candidates in CAND. */
-function escapeLabel(ctx, r, m, pass, x, y) {
+/** §11.5: the label an escape rank r names, given the pixel's pattern and its m candidates in CAND. */
+function escapeLabel(ctx, r, pattern, pass, x, y) {
   const { k } = ctx;
+  const m = PATTERN_M[pattern];
   const pixel = () => `${passName(pass)}, pixel (${x}, ${y})`;
-  const ref = CAND[0];
   if (k > NEAREST_MAX_K) {
+    const ref = CAND[0]; // §11.13: unchanged by method 2
     const label = r % 2 === 0 ? ref + r / 2 : ref - (r + 1) / 2;
     if (label < 0 || label >= k) fail(13, `${pixel()}: escape rank ${r} from label ${ref} gives label ${label}, outside 0 … ${k - 1}`);
     return label;
   }
   if (r >= k - m) fail(13, `${pixel()}: escape rank ${r} is not below K − m = ${k - m}`);
+  // §11.13: a unanimous pixel's mean is its candidate's colour, whose order is its candidate's (ties by index alike).
+  const ref = ctx.meanRef && m > 1 ? meanRef(ctx, pattern) : CAND[0];
   const order = nearestOrder(ctx, ref);
   let rank = 0;
   for (let i = 0; i < k; i++) {
@@ -637,6 +747,49 @@ function nearestOrder(ctx, ref) {
   for (let i = 0; i < k; i++) order[i] = keys[i] % NEAREST_MAX_K;
   ctx.nearest[ref] = order;
   return order;
+}
+
+const REF_CACHE_BITS = 16;
+const MEAN = new Int32Array(4); // the mean colour of the last pixel asked
+
+/**
+ * §11.13: the palette entry nearest the rounded mean colour of the pixel's present
+ * neighbours (each counted once, so a candidate held by 3 counts 3 times); ties to
+ * the lower index. Memoised per mean colour in a direct-mapped cache of 2^16 slots.
+ */
+function meanRef(ctx, pattern) {
+  const { channels, palette, k } = ctx;
+  const present = PATTERN_PRESENT[pattern];
+  const counts = pattern * 4;
+  let key = 0;
+  for (let c = 0; c < channels; c++) {
+    let sum = 0;
+    for (let j = 0; j < 4 && PATTERN_COUNTS[counts + j] > 0; j++) sum += PATTERN_COUNTS[counts + j] * palette[CAND[j] * channels + c];
+    MEAN[c] = Math.floor((2 * sum + present) / (2 * present)); // 0 … 255
+    key = key * 256 + MEAN[c];
+  }
+  if (ctx.refs === null) {
+    ctx.refKeys = new Float64Array(1 << REF_CACHE_BITS);
+    ctx.refs = new Int16Array(1 << REF_CACHE_BITS).fill(-1);
+  }
+  const slot = Math.imul(key | 0, 0x9e3779b1) >>> (32 - REF_CACHE_BITS);
+  if (ctx.refs[slot] >= 0 && ctx.refKeys[slot] === key) return ctx.refs[slot];
+  let ref = 0;
+  let best = Infinity;
+  for (let i = 0; i < k; i++) {
+    let distance = 0;
+    for (let c = 0; c < channels; c++) {
+      const diff = palette[i * channels + c] - MEAN[c];
+      distance += diff * diff;
+    }
+    if (distance < best) {
+      best = distance;
+      ref = i;
+    }
+  }
+  ctx.refKeys[slot] = key;
+  ctx.refs[slot] = ref;
+  return ref;
 }
 
 // ---------------------------------------------------------------- §11.11 method 1: one Zstandard frame

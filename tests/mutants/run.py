@@ -446,6 +446,46 @@ MUTANTS = [
         "one Lloyd step per restart on the coarse set, golden files regenerated",
         regenerate_golden=True,
     ),
+    Mutant(
+        "js-m2-tables-unscaled",
+        "kmcodec/web/coding1.js",
+        "for (let s = 0; s < n; s++) freq[s] <<= scale;",
+        "",
+        ("tests/test_web_coding1.py",),
+        "JS decoder, method 2: packed frequencies not scaled by 2^(12 - p)",
+    ),
+    Mutant(
+        "js-m2-table-padding-unchecked",
+        "kmcodec/web/coding1.js",
+        "if (rest > 0 && (this.stream.bytes",
+        "if (false && (this.stream.bytes",
+        ("tests/test_web_coding1.py",),
+        "JS decoder, method 2: a non-zero padding bit after the last packed table passes",
+    ),
+    Mutant(
+        "js-m2-escape-ref-of-method-0",
+        "kmcodec/web/coding1.js",
+        "const ref = ctx.meanRef && m > 1 ? meanRef(ctx, pattern) : CAND[0];",
+        "const ref = CAND[0];",
+        ("tests/test_web_coding1.py", "tests/test_web_decoder.py"),
+        "JS decoder, method 2: escape ranks counted from the first candidate, not the neighbours' mean colour",
+    ),
+    Mutant(
+        "js-m2-mean-truncated",
+        "kmcodec/web/coding1.js",
+        "Math.floor((2 * sum + present) / (2 * present))",
+        "Math.floor(sum / present)",
+        ("tests/test_web_coding1.py",),
+        "JS decoder, method 2: the neighbours' mean colour truncated, not rounded half up",
+    ),
+    Mutant(
+        "js-m2-ref-cache-unkeyed",
+        "kmcodec/web/coding1.js",
+        "ctx.refs[slot] >= 0 && ctx.refKeys[slot] === key",
+        "ctx.refs[slot] >= 0",
+        ("tests/test_web_coding1.py",),
+        "JS decoder, method 2: the memoised nearest entry is reused for another mean colour in its cache slot",
+    ),
 ]
 
 

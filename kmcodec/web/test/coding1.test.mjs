@@ -62,9 +62,16 @@ test("spec §11.12 method-1 example decodes to the image it describes", () => {
   assertLabels(decode(bytes), 64, 32, (x, y) => (y < 16 ? 0 : y === 16 ? x % 4 : 3));
 });
 
+test("spec §11.14 method-2 example decodes to the image of §11.10", () => {
+  const bytes = specDumps()[5];
+  assert.equal(bytes.length, 111);
+  assert.equal(bytes[36], 2);
+  assertLabels(decode(bytes), 32, 32, (x, y) => ((x - 8) ** 2 + (y - 22) ** 2 <= 20 ? 3 : x < 16 ? 0 : y < 20 ? 1 : 2));
+});
+
 test("a rejection carries the rule number and the spec's class name", () => {
   const bytes = specDumps()[3].slice();
-  bytes[36] = 2; // method (§11.1): 0 and 1 are defined
+  bytes[36] = 3; // method (§11.1): 0, 1 and 2 are defined
   assert.throws(() => decode(bytes), (e) => e instanceof KmqStreamError && e.rule === 10 && e.name === "StreamStructureError" && /method/.test(e.message));
 });
 
