@@ -618,8 +618,9 @@ def test_js_and_python_reject_broken_packed_tables_at_the_rule_of_section_11_13(
 FINEST_B_AND_C = range(41 + 7 * 4, 41 + 7 * 5)  # §11.6: choice contexts of group 4, passes B and C of step 1
 
 
-def escape_image(rng: np.random.Generator, k: int, channels: int, size: int, height: int = 48, width: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Checkers of two labels with noise only where an escape is unanimous or in passes B and C of step 1 (§11.2)."""
+def escape_image(rng: np.random.Generator, k: int, channels: int, size: int, levels: int = 256, height: int = 48, width: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Checkers of two labels with noise only where an escape is unanimous or in passes B and C of step 1 (§11.2).
+    Few `levels` of palette values (7: steps of 42, so whole midpoints) give entries of one colour and means equally far from two entries."""
     y, x = np.mgrid[0:height, 0:width]
     labels = rng.choice(k, 2, replace=False)[(x // size + y // size) % 2]
     pad = np.pad(labels, 1, mode="edge")
@@ -627,7 +628,7 @@ def escape_image(rng: np.random.Generator, k: int, channels: int, size: int, hei
     pass_a = (x % 2 == 1) & (y % 2 == 1) & agree & (x + 1 < width) & (y + 1 < height)
     noise = (((x + y) % 2 == 1) | pass_a) & (rng.random((height, width)) < 0.4)
     labels[noise] = rng.integers(0, k, int(noise.sum()))
-    return rng.integers(0, 256, (k, channels)).astype(np.uint8), labels
+    return (rng.integers(0, levels, (k, channels)) * (255 // max(levels - 1, 1))).astype(np.uint8), labels
 
 
 def mean_colour_labels(palette: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, int]:
@@ -663,8 +664,8 @@ def test_js_counts_escape_ranks_from_the_entry_nearest_the_mean_colour(tmp_path)
     batch = Batch(tmp_path)
     rng = np.random.default_rng(1)
     changed = []
-    for k, channels, size in [(16, 3, 4), (256, 3, 4), (16, 1, 2), (256, 4, 8), (40, 3, 3), (3, 3, 2)]:
-        palette, labels = escape_image(rng, k, channels, size)
+    for k, channels, size, levels in [(16, 3, 4, 256), (256, 3, 4, 256), (16, 1, 2, 256), (256, 4, 8, 256), (40, 3, 3, 256), (3, 3, 2, 256), (40, 3, 2, 7), (12, 1, 3, 7)]:
+        palette, labels = escape_image(rng, k, channels, size, levels)
         s = Stream.split(method0_file(palette, labels))
         tables = {t: table_frequencies(raw) for t, raw in s.tables.items()}
         assert not [t for t, f in tables.items() if t >= 41 and t not in FINEST_B_AND_C and len(f) == alphabet_size(t) and f[-1] > 0]

@@ -10,7 +10,7 @@
 //      lane i mod L (§11.8);
 //   4. the end checks: no word, extra byte or lane state left over.
 // Method 2 (§11.13) is method 0 with packed tables (PackedTables) and escape
-// ranks counted from the entry nearest the neighbours' mean colour (escapeRef).
+// ranks counted from the entry nearest the neighbours' mean colour (nearestToMean).
 // A stream whose method byte is 1 is one Zstandard frame instead (§11.11):
 // decodeZstdLabels walks its headers (steps 1–3), then fzstd decompresses it.
 // A rejection throws a KmqStreamError carrying the rule number of §7 (10–13)
@@ -542,10 +542,10 @@ function grown(array, n) {
 
 /** The decoder state shared by the passes, and scratch lists reused from pass to pass. */
 class PassContext {
-  constructor(labels, width, height, k, channels, palette, rans, extra, meanRef) {
+  constructor(labels, width, height, k, channels, palette, rans, extra, fromMean) {
     Object.assign(this, { labels, width, height, k, channels, palette, rans, extra });
     // §11.13: method 2 counts K ≤ 256 escape ranks from the entry nearest the neighbours' mean colour.
-    this.meanRef = meanRef && k <= NEAREST_MAX_K;
+    this.fromMean = fromMean && k <= NEAREST_MAX_K;
     this.refKeys = null; // a direct-mapped cache of that entry by mean colour, made at the first use
     this.refs = null;
     // The pass's choosing pixels: pixel index, unanimous pixels before it, pattern | first candidate << 4.
@@ -557,6 +557,7 @@ class PassContext {
     this.tokens = new Uint8Array(1024);
     this.values = new Float64Array(1024);
     this.nearest = new Array(k <= NEAREST_MAX_K ? k : 0).fill(null); // §11.5 distance orders, by ref
+    this.roots = new Array(this.nearest.length).fill(null); // and each entry's distance from ref, not squared
   }
 }
 
@@ -715,7 +716,7 @@ function escapeLabel(ctx, r, pattern, pass, x, y) {
   }
   if (r >= k - m) fail(13, `${pixel()}: escape rank ${r} is not below K − m = ${k - m}`);
   // §11.13: a unanimous pixel's mean is its candidate's colour, whose order is its candidate's (ties by index alike).
-  const ref = ctx.meanRef && m > 1 ? meanRef(ctx, pattern) : CAND[0];
+  const ref = ctx.fromMean && m > 1 ? nearestToMean(ctx, pattern) : CAND[0];
   const order = nearestOrder(ctx, ref);
   let rank = 0;
   for (let i = 0; i < k; i++) {
@@ -729,7 +730,7 @@ function escapeLabel(ctx, r, pattern, pass, x, y) {
   throw new Error("unreachable: r < K − m names a remaining entry");
 }
 
-/** §11.5: all K palette entries by squared distance to entry ref, ties by index (computed once per ref). */
+/** §11.5: all K palette entries by squared distance to entry ref, ties by index (computed once per ref, with ctx.roots[ref]). */
 function nearestOrder(ctx, ref) {
   if (ctx.nearest[ref] !== null) return ctx.nearest[ref];
   const { k, channels, palette } = ctx;
@@ -744,8 +745,13 @@ function nearestOrder(ctx, ref) {
   }
   keys.sort();
   const order = new Uint8Array(k);
-  for (let i = 0; i < k; i++) order[i] = keys[i] % NEAREST_MAX_K;
+  const roots = new Float64Array(k);
+  for (let i = 0; i < k; i++) {
+    order[i] = keys[i] % NEAREST_MAX_K;
+    roots[i] = Math.sqrt(Math.floor(keys[i] / NEAREST_MAX_K));
+  }
   ctx.nearest[ref] = order;
+  ctx.roots[ref] = roots;
   return order;
 }
 
@@ -754,10 +760,11 @@ const MEAN = new Int32Array(4); // the mean colour of the last pixel asked
 
 /**
  * §11.13: the palette entry nearest the rounded mean colour of the pixel's present
- * neighbours (each counted once, so a candidate held by 3 counts 3 times); ties to
- * the lower index. Memoised per mean colour in a direct-mapped cache of 2^16 slots.
+ * neighbours (every one counts, so a candidate held by 3 counts 3 times); ties to
+ * the lower index. Memoised per mean colour in a direct-mapped cache of 2^16 slots:
+ * bounded, where a Map of every RGBA mean met could outgrow memory (and V8's 2^24 entries).
  */
-function meanRef(ctx, pattern) {
+function nearestToMean(ctx, pattern) {
   const { channels, palette, k } = ctx;
   const present = PATTERN_PRESENT[pattern];
   const counts = pattern * 4;
@@ -769,20 +776,31 @@ function meanRef(ctx, pattern) {
     key = key * 256 + MEAN[c];
   }
   if (ctx.refs === null) {
-    ctx.refKeys = new Float64Array(1 << REF_CACHE_BITS);
+    ctx.refKeys = new Float64Array(1 << REF_CACHE_BITS); // a mean colour, one byte a channel
     ctx.refs = new Int16Array(1 << REF_CACHE_BITS).fill(-1);
   }
   const slot = Math.imul(key | 0, 0x9e3779b1) >>> (32 - REF_CACHE_BITS);
   if (ctx.refs[slot] >= 0 && ctx.refKeys[slot] === key) return ctx.refs[slot];
-  let ref = 0;
+  // Walk the entries nearest candidate 0 first: by the triangle inequality an entry e is at least
+  // |e − candidate 0| − |mean − candidate 0| from the mean, so once that passes the best distance
+  // found (with a margin for rounding) no later entry can reach or tie it. The mean usually lies
+  // near its candidates, so only a few entries are measured.
+  const anchor = CAND[0];
+  const order = nearestOrder(ctx, anchor);
+  const roots = ctx.roots[anchor];
+  let reach = 0;
+  for (let c = 0; c < channels; c++) reach += (palette[anchor * channels + c] - MEAN[c]) ** 2;
+  reach = Math.sqrt(reach);
+  let ref = k;
   let best = Infinity;
-  for (let i = 0; i < k; i++) {
+  for (let j = 0; j < k && roots[j] - reach <= Math.sqrt(best) + 1e-6; j++) {
+    const i = order[j];
     let distance = 0;
     for (let c = 0; c < channels; c++) {
       const diff = palette[i * channels + c] - MEAN[c];
       distance += diff * diff;
     }
-    if (distance < best) {
+    if (distance < best || (distance === best && i < ref)) {
       best = distance;
       ref = i;
     }

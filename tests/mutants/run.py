@@ -465,7 +465,7 @@ MUTANTS = [
     Mutant(
         "js-m2-escape-ref-of-method-0",
         "kmcodec/web/coding1.js",
-        "const ref = ctx.meanRef && m > 1 ? meanRef(ctx, pattern) : CAND[0];",
+        "const ref = ctx.fromMean && m > 1 ? nearestToMean(ctx, pattern) : CAND[0];",
         "const ref = CAND[0];",
         ("tests/test_web_coding1.py", "tests/test_web_decoder.py"),
         "JS decoder, method 2: escape ranks counted from the first candidate, not the neighbours' mean colour",
@@ -485,6 +485,22 @@ MUTANTS = [
         "ctx.refs[slot] >= 0",
         ("tests/test_web_coding1.py",),
         "JS decoder, method 2: the memoised nearest entry is reused for another mean colour in its cache slot",
+    ),
+    Mutant(
+        "js-m2-nearest-tie-by-walk",
+        "kmcodec/web/coding1.js",
+        "if (distance < best || (distance === best && i < ref)) {",
+        "if (distance < best) {",
+        ("tests/test_web_coding1.py",),
+        "JS decoder, method 2: entries at equal distance from the mean go by distance from candidate 0, not by index",
+    ),
+    Mutant(
+        "js-m2-nearest-walk-cut-short",
+        "kmcodec/web/coding1.js",
+        "roots[j] - reach <= Math.sqrt(best) + 1e-6",
+        "roots[j] <= Math.sqrt(best)",
+        ("tests/test_web_coding1.py",),
+        "JS decoder, method 2: the nearest-entry walk stops without the mean's distance from candidate 0",
     ),
 ]
 
