@@ -278,7 +278,7 @@ class EscapeOrder:
         # Nearest entries of the mean colours met so far (C <= 3: one slot per colour, pages
         # touched as used). Passes B and C may finish on two threads: the lock guards it.
         self.nearest: np.ndarray | None = None
-        self.known: np.ndarray | None = None
+        self.fields: np.ndarray | None = None
         self.lock = threading.Lock()
         if self.ranked:
             p = palette.astype(np.int64)
@@ -294,38 +294,66 @@ class EscapeOrder:
             self.order_rows[:, : self.k] = self.order
             self.order_rows = self.order_rows.reshape(-1)
 
-    def mean_refs(self, neighbours: list[np.ndarray], present: list[np.ndarray]) -> np.ndarray:
+    def mean_refs(self, neighbours: list[np.ndarray], present: list[np.ndarray] | None) -> np.ndarray:
         """spec §11.13: the entry nearest the rounded mean colour of the present neighbours.
 
-        Escapes share few distinct mean colours, so the nearest entry is searched once per colour.
+        `present` None means all four are. Escapes share few distinct mean colours, so
+        the nearest entry is searched once per colour, and remembered on large images.
+        Works in chunks, so its temporaries stay small whatever the number of escapes.
         """
+        size = neighbours[0].size
+        out = np.empty(size, np.uint16 if self.k > 256 else np.uint8)
+        for start in range(0, size, CHUNK):
+            part = slice(start, min(size, start + CHUNK))
+            key = self._mean_keys([n[part] for n in neighbours], None if present is None else [h[part] for h in present])
+            out[part] = self._nearest_of(key, size)
+        return out
+
+    def _mean_keys(self, neighbours: list[np.ndarray], present: list[np.ndarray] | None) -> np.ndarray:
+        """The mean colours, packed with channel 0 in the top byte."""
         channels = self.palette.shape[1]
-        # Each entry's channels in 16-bit fields of one integer: four neighbours sum without carries.
-        fields = (self.palette.astype(np.int64) << (16 * np.arange(channels - 1, -1, -1))).sum(axis=1)
-        total = np.zeros(neighbours[0].size, np.int64)
-        n = np.zeros(neighbours[0].size, np.int64)
-        for labels, here in zip(neighbours, present):
-            total += fields.take(labels.astype(np.intp), mode="clip") * here  # an absent neighbour's label may be anything
-            n += here
-        key = np.zeros(n.size, np.int64)
-        for c in range(channels - 1, -1, -1):
+        if self.fields is None:  # each entry's channels in 16-bit fields of one integer: 4 add without carries
+            self.fields = (self.palette.astype(np.int64) << (16 * np.arange(channels - 1, -1, -1))).sum(axis=1)
+        total = self.fields.take(neighbours[0].astype(np.intp), mode="clip")
+        if present is not None:
+            total *= present[0]
+        for j in range(1, 4):
+            more = self.fields.take(neighbours[j].astype(np.intp), mode="clip")  # an absent one's label may be anything
+            if present is not None:
+                more *= present[j]
+            total += more
+        if present is None:  # floor((2 sum + 4) / 8) = (sum + 2) >> 2 in every field; masks drop the bits that cross
+            total += 2 * (self.fields.dtype.type(1) << (16 * np.arange(channels))).sum()
+            total >>= 2
+            means = [(total >> (16 * c)) & 0xFF for c in range(channels - 1, -1, -1)]
+        else:
+            n = np.add.reduce([h.astype(np.int64) for h in present])
+            means = [(2 * ((total >> (16 * c)) & 0xFFFF) + n) // (2 * n) for c in range(channels - 1, -1, -1)]
+        key = means[0]
+        for mean in means[1:]:
             key <<= 8
-            key |= (2 * ((total >> (16 * c)) & 0xFFFF) + n) // (2 * n)
-        key = key.astype(np.uint32)
-        if channels == 4 or (self.nearest is None and key.size < CACHE_MIN_ESCAPES):
+            key |= mean
+        return key.astype(np.uint32)
+
+    def _nearest_of(self, key: np.ndarray, escapes: int) -> np.ndarray:
+        """The nearest entries of packed colours: searched, or from the table of those met before."""
+        channels = self.palette.shape[1]
+        if channels == 4 or (self.nearest is None and escapes < CACHE_MIN_ESCAPES):
             # RGBA has 2**32 colours, and a small image needs no table: one search per distinct colour here.
             unique, inverse = np.unique(key, return_inverse=True)
             return self._search(unique, channels)[inverse.reshape(-1)]
         with self.lock:
-            if self.nearest is None:
+            if self.nearest is None:  # entry + 1, mod 256: 0 is "not met yet" (K = 256's entry 255 is searched each time)
                 self.nearest = np.zeros(1 << (8 * channels), np.uint8)
-                self.known = np.zeros(1 << (8 * channels), bool)
-            missing = key[~self.known.take(key)]
+            got = self.nearest.take(key)
+            missing = np.flatnonzero(got == 0)
+            got -= np.uint8(1)
             if missing.size:
-                missing = np.unique(missing)
-                self.nearest[missing] = self._search(missing, channels)
-                self.known[missing] = True
-            return self.nearest.take(key)
+                unique, inverse = np.unique(key[missing], return_inverse=True)
+                found = self._search(unique, channels)
+                self.nearest[unique] = (found + 1).astype(np.uint8)  # wraps to 0 for 255
+                got[missing] = found[inverse.reshape(-1)]
+            return got
 
     def _search(self, keys: np.ndarray, channels: int) -> np.ndarray:
         """The nearest entry of each packed colour (channel 0 in the top byte)."""
@@ -432,7 +460,8 @@ def encode_labels(labels: np.ndarray, palette: np.ndarray, method: int = METHOD_
             ref = None
             if escapes.mean:
                 near = [row[esc] for row in p.neighbours]
-                ref = escapes.mean_refs(near, [row != k for row in near])
+                here = [row != k for row in near]
+                ref = escapes.mean_refs(near, None if all(h.all() for h in here) else here)
             ranks = escapes.ranks(own[esc].astype(np.int64), p.candidates(esc), p.m[esc], ref)
             emit_tokens(CTX_ESCAPE + 4 * p.group + p.m[esc].astype(np.int64) - 1, ranks)
 
@@ -795,7 +824,7 @@ def finish_pass(p: Prepared, read: Read, escapes: EscapeOrder) -> np.ndarray:
             ref = out.take(chosen)  # candidate 0
             if escapes.mean:  # spec §11.13; bits 6-9 of a key mark the absent neighbours
                 absent = keys >> np.uint16(6)
-                ref = escapes.mean_refs(others, [(absent >> np.uint16(j) & 1) == 0 for j in range(4)])
+                ref = escapes.mean_refs(others, [(absent >> np.uint16(j) & 1) == 0 for j in range(4)] if absent.any() else None)
             out[chosen] = escapes.ranked_labels(read.ranks[read.at_c], ref, others, repeat)
     return out.reshape(p.geometry.ny, p.geometry.row)[:, : p.geometry.nx]
 

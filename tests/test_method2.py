@@ -100,16 +100,20 @@ def test_mean_ref_is_the_entry_nearest_the_rounded_mean(channels, cache_from, mo
     got = escapes.mean_refs(list(labels), list(present))  # with a table (C <= 3): half its colours are in it
     want = [brute_ref(palette, [int(labels[j, i]) if present[j, i] else None for j in range(4)]) for i in range(n)]
     assert got.tolist() == want and first.tolist() == want[:half]
+    inner = present.all(axis=0)  # all four present: the decoder's shortcut, (sum + 2) >> 2 in every field
+    shortcut = escapes.mean_refs(list(labels[:, inner]), None)
+    assert shortcut.tolist() == np.array(want)[inner].tolist() and inner.sum() > 100
 
 
+@pytest.mark.parametrize("k", [24, 256])  # K = 256: entry 255 is the one the decoder's table cannot hold
 @pytest.mark.parametrize("cache_from", [0, 1 << 30])
-def test_method2_counts_escapes_from_the_mean_and_method0_from_candidate_0(cache_from, monkeypatch):
+def test_method2_counts_escapes_from_the_mean_and_method0_from_candidate_0(cache_from, k, monkeypatch):
     """A photo-like image: both methods decode to the same labels; method 2 is smaller and its ranks differ."""
     monkeypatch.setattr(coding1, "CACHE_MIN_ESCAPES", cache_from)
     rng = np.random.default_rng(7)
-    palette = rng.integers(0, 256, (24, 3)).astype(np.uint8)
+    palette = rng.integers(0, 256, (k, 3)).astype(np.uint8)
     base = np.cumsum(np.cumsum(rng.integers(-1, 2, (96, 80)), axis=0), axis=1)
-    labels = (np.abs(base) % 24).astype(np.uint8)
+    labels = (np.abs(base) % k).astype(np.uint8)
     m0 = coding1.encode_labels(labels, palette, coding1.METHOD)
     m2 = coding1.encode_labels(labels, palette)
     assert m0[0] == 0 and m2[0] == 2 and len(m2) < len(m0)

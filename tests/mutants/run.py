@@ -46,10 +46,18 @@ MUTANTS = [
     Mutant(
         "c1m2-mean-rounded-down",
         "kmcodec/coding1.py",
-        "key |= (2 * ((total >> (16 * c)) & 0xFFFF) + n) // (2 * n)",
-        "key |= (2 * ((total >> (16 * c)) & 0xFFFF)) // (2 * n)",
+        "means = [(2 * ((total >> (16 * c)) & 0xFFFF) + n) // (2 * n) for c",
+        "means = [(2 * ((total >> (16 * c)) & 0xFFFF)) // (2 * n) for c",
         C1M2,
         "coding 1 method 2: the mean colour is rounded down, not to nearest",
+    ),
+    Mutant(
+        "c1m2-mean-of-four-rounded-down",
+        "kmcodec/coding1.py",
+        "total += 2 * (self.fields.dtype.type(1) << (16 * np.arange(channels))).sum()",
+        "total += 0",
+        C1M2,
+        "coding 1 method 2: the mean of four present neighbours (the common case) is rounded down",
     ),
     Mutant(
         "c1m2-decoder-ranks-from-candidate-0",
@@ -94,8 +102,8 @@ MUTANTS = [
     Mutant(
         "c1m2-cache-misses-ignored",
         "kmcodec/coding1.py",
-        "missing = key[~self.known.take(key)]",
-        "missing = key[:0] if self.known.any() else key[~self.known.take(key)]",
+        "missing = np.flatnonzero(got == 0)",
+        "missing = np.flatnonzero(got == 0)[: 0 if self.nearest.any() else None]",
         C1M2,
         "coding 1 method 2: after the first pass, mean colours not seen before get entry 0",
     ),
