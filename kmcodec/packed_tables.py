@@ -47,34 +47,22 @@ def best_table(counts: np.ndarray, alphabet: int) -> tuple[int, np.ndarray]:
     return best[1], best[2]
 
 
-class BitWriter:
-    """Bits MSB first, as the extra bits are written (spec §11.7)."""
-
-    def __init__(self) -> None:
-        self.bits: list[int] = []
-
-    def write(self, value: int, nbits: int) -> None:
-        self.bits.extend((value >> (nbits - 1 - i)) & 1 for i in range(nbits))
-
-    def golomb(self, value: int) -> None:
-        z = (value + 1).bit_length() - 1
-        self.write(0, z)
-        self.write(value + 1, z + 1)
-
-    def to_bytes(self) -> bytes:
-        return np.packbits(np.array(self.bits, np.uint8)).tobytes()
-
-
 def write_tables(tables: list[tuple[int, np.ndarray, int]]) -> bytes:
-    """The bit string of the present tables, in context order: (p, frequencies, alphabet) each."""
-    out = BitWriter()
+    """The bit string of the present tables, in context order: (p, frequencies, alphabet) each.
+
+    An Exp-Golomb code of f is f + 1 written in 2z + 1 bits (z = bit length of f + 1, less 1):
+    its z leading zeros come for free, so every field is one (value, width) pair for `rans.pack_bits`.
+    """
+    values: list[int] = []
+    widths: list[int] = []
     for p, freqs, alphabet in tables:
         n = int(np.flatnonzero(freqs)[-1]) + 1
-        out.write(p, PRECISION_BITS)
-        out.write(n - 1, size_bits(alphabet))
+        values += [p, n - 1]
+        widths += [PRECISION_BITS, size_bits(alphabet)]
         for f in freqs[: n - 1]:
-            out.golomb(int(f))
-    return out.to_bytes()
+            values.append(int(f) + 1)
+            widths.append(2 * (int(f) + 1).bit_length() - 1)
+    return rans.pack_bits(np.array(values, np.int64), np.array(widths, np.int64))
 
 
 class TableReader:
