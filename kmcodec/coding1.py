@@ -302,7 +302,7 @@ class EscapeOrder:
         Works in chunks, so its temporaries stay small whatever the number of escapes.
         """
         size = neighbours[0].size
-        out = np.empty(size, np.uint16 if self.k > 256 else np.uint8)
+        out = np.empty(size, np.uint8)  # K <= 256: only ranked escapes have a mean reference
         for start in range(0, size, CHUNK):
             part = slice(start, min(size, start + CHUNK))
             key = self._mean_keys([n[part] for n in neighbours], None if present is None else [h[part] for h in present])
@@ -821,10 +821,11 @@ def finish_pass(p: Prepared, read: Read, escapes: EscapeOrder) -> np.ndarray:
             keys = p.key.take(escaped)
             others = [row.take(escaped) for row in p.nb]
             repeat = [gone.take(keys) for gone in code_tables().raw_repeat]
-            ref = out.take(chosen)  # candidate 0
             if escapes.mean:  # spec §11.13; bits 6-9 of a key mark the absent neighbours
                 absent = keys >> np.uint16(6)
                 ref = escapes.mean_refs(others, [(absent >> np.uint16(j) & 1) == 0 for j in range(4)] if absent.any() else None)
+            else:
+                ref = out.take(chosen)  # candidate 0
             out[chosen] = escapes.ranked_labels(read.ranks[read.at_c], ref, others, repeat)
     return out.reshape(p.geometry.ny, p.geometry.row)[:, : p.geometry.nx]
 

@@ -22,12 +22,14 @@ def size_bits(alphabet: int) -> int:
     return (alphabet - 1).bit_length()
 
 
+def golomb_widths(values: np.ndarray) -> np.ndarray:
+    """Bits of the Exp-Golomb code of each value: 2z + 1, z = bit length of v + 1, less 1 (exact below 2**52)."""
+    return 2 * np.floor(np.log2(np.asarray(values, np.int64) + 1)).astype(np.int64) + 1
+
+
 def golomb_bits(values: np.ndarray) -> int:
-    """Bits of the Exp-Golomb codes of `values` (each 2z + 1 for z = bit length of v + 1, less 1)."""
-    values = np.asarray(values, np.int64)
-    if not values.size:
-        return 0
-    return int((2 * np.floor(np.log2(values + 1)).astype(np.int64) + 1).sum())
+    """Bits of the Exp-Golomb codes of `values`."""
+    return int(golomb_widths(values).sum())
 
 
 def best_table(counts: np.ndarray, alphabet: int) -> tuple[int, np.ndarray]:
@@ -53,16 +55,16 @@ def write_tables(tables: list[tuple[int, np.ndarray, int]]) -> bytes:
     An Exp-Golomb code of f is f + 1 written in 2z + 1 bits (z = bit length of f + 1, less 1):
     its z leading zeros come for free, so every field is one (value, width) pair for `rans.pack_bits`.
     """
-    values: list[int] = []
-    widths: list[int] = []
+    values: list[np.ndarray] = []
+    widths: list[np.ndarray] = []
     for p, freqs, alphabet in tables:
         n = int(np.flatnonzero(freqs)[-1]) + 1
-        values += [p, n - 1]
-        widths += [PRECISION_BITS, size_bits(alphabet)]
-        for f in freqs[: n - 1]:
-            values.append(int(f) + 1)
-            widths.append(2 * (int(f) + 1).bit_length() - 1)
-    return rans.pack_bits(np.array(values, np.int64), np.array(widths, np.int64))
+        codes = np.asarray(freqs[: n - 1], np.int64)
+        values += [np.array([p, n - 1]), codes + 1]
+        widths += [np.array([PRECISION_BITS, size_bits(alphabet)]), golomb_widths(codes)]
+    if not values:
+        return b""
+    return rans.pack_bits(np.concatenate(values), np.concatenate(widths))
 
 
 class TableReader:
