@@ -416,59 +416,91 @@ class EscapeOrder:
 # --- the encoder ---------------------------------------------------------------------
 
 
+@dataclass
+class PassSymbols:
+    """One pass's share of the stream, in stream order: rANS contexts and symbols, and the extra bits."""
+
+    contexts: list[np.ndarray]
+    symbols: list[np.ndarray]
+    nbits: list[np.ndarray]
+    bits: list[np.ndarray]
+
+    def counts(self) -> np.ndarray:
+        """How often each (context, symbol) occurs, flat: row = context."""
+        counts = np.zeros(CONTEXTS * rans.TOKENS, np.int64)
+        for c, y in zip(self.contexts, self.symbols):  # part by part: no int32 copy as long as the stream
+            counts += np.bincount(c.astype(np.int32) * rans.TOKENS + y, minlength=CONTEXTS * rans.TOKENS)
+        return counts
+
+    def emit(self, ctx, symbols, nbits=None, bits=None) -> None:
+        symbols = np.asarray(symbols).astype(np.uint8)  # contexts < 97 and symbols < 72: a byte each
+        self.contexts.append(np.broadcast_to(np.asarray(ctx).astype(np.uint8), symbols.shape))
+        self.symbols.append(symbols)
+        if nbits is not None:
+            self.nbits.append(np.asarray(nbits).astype(np.uint8))  # at most 31
+            self.bits.append(np.asarray(bits).astype(np.uint32))
+
+    def emit_tokens(self, ctx, values) -> None:
+        tokens, nbits, extra = rans.to_tokens(values)
+        self.emit(ctx, tokens, nbits, extra)
+
+
+def pass_symbols(labels: np.ndarray, escapes: EscapeOrder, kind: str, d: int, ys: np.ndarray, xs: np.ndarray, offsets) -> tuple[PassSymbols, np.ndarray]:
+    """What one pass writes (spec §11.4-§11.5): escape count and gaps, choices, escape ranks; and their counts.
+
+    Passes only read the labels, so the encoder may compute them in any order, on any thread.
+    """
+    k = escapes.k
+    out = PassSymbols([], [], [], [])
+    p = prepare(labels, kind, d, ys, xs, offsets, k)
+    own = labels[ys[0] :: 2 * d, xs[0] :: 2 * d].reshape(-1)
+    hits = np.zeros(own.size, np.uint16)
+    for j in range(4):
+        hits |= (p.neighbours[j] == own).view(np.uint8).astype(np.uint16) << np.uint16(j)
+    symbol = code_tables().symbol[(p.code << np.uint16(4)) | hits]  # the candidate index of the own label, or m
+    found = symbol < p.m
+    unanimous = p.m == 1
+    if unanimous.any():
+        missed = np.flatnonzero(~found[unanimous])
+        out.emit_tokens(CTX_COUNT, [missed.size])
+        out.emit_tokens(CTX_GAP + p.group, np.diff(missed, prepend=-1) - 1)
+    choose = ~unanimous
+    if choose.any():
+        out.emit(p.choice_contexts(np.flatnonzero(choose)), symbol[choose])
+    esc = np.flatnonzero(~found)
+    if esc.size:
+        ref = None
+        if escapes.mean:
+            near = [row[esc] for row in p.neighbours]
+            here = [row != k for row in near]
+            ref = escapes.mean_refs(near, None if all(h.all() for h in here) else here)
+        ranks = escapes.ranks(own[esc].astype(np.int64), p.candidates(esc), p.m[esc], ref)
+        out.emit_tokens(CTX_ESCAPE + 4 * p.group + p.m[esc].astype(np.int64) - 1, ranks)
+    return out, out.counts()
+
+
 def encode_labels(labels: np.ndarray, palette: np.ndarray, method: int = METHOD_PACKED) -> bytes:
-    """The coding-1 label stream for a label map (height x width, every label < K), method 2 or 0."""
+    """The coding-1 label stream for a label map (height x width, every label < K), method 2 or 0.
+
+    On large images the passes are computed on two threads (numpy releases the
+    GIL in large array operations), then written in file order.
+    """
     height, width = labels.shape
     k = palette.shape[0]
     labels = labels.astype(label_dtype(k), copy=False)
     escapes = EscapeOrder(palette, method)
-    ctx_parts: list[np.ndarray] = []
-    sym_parts: list[np.ndarray] = []
-    nbit_parts: list[np.ndarray] = []
-    bit_parts: list[np.ndarray] = []
-
-    def emit(ctx, symbols, nbits=None, bits=None) -> None:
-        symbols = np.asarray(symbols).astype(np.uint8)  # contexts < 97 and symbols < 72: a byte each
-        ctx_parts.append(np.broadcast_to(np.asarray(ctx).astype(np.uint8), symbols.shape))
-        sym_parts.append(symbols)
-        if nbits is not None:
-            nbit_parts.append(np.asarray(nbits).astype(np.uint8))  # at most 31
-            bit_parts.append(np.asarray(bits).astype(np.uint32))
-
-    def emit_tokens(ctx, values) -> None:
-        tokens, nbits, extra = rans.to_tokens(values)
-        emit(ctx, tokens, nbits, extra)
-
-    for kind, d, ys, xs, offsets in passes(width, height):
-        p = prepare(labels, kind, d, ys, xs, offsets, k)
-        own = labels[ys[0] :: 2 * d, xs[0] :: 2 * d].reshape(-1)
-        hits = np.zeros(own.size, np.uint16)
-        for j in range(4):
-            hits |= (p.neighbours[j] == own).view(np.uint8).astype(np.uint16) << np.uint16(j)
-        symbol = code_tables().symbol[(p.code << np.uint16(4)) | hits]  # the candidate index of the own label, or m
-        found = symbol < p.m
-        unanimous = p.m == 1
-        if unanimous.any():
-            missed = np.flatnonzero(~found[unanimous])
-            emit_tokens(CTX_COUNT, [missed.size])
-            emit_tokens(CTX_GAP + p.group, np.diff(missed, prepend=-1) - 1)
-        choose = ~unanimous
-        if choose.any():
-            emit(p.choice_contexts(np.flatnonzero(choose)), symbol[choose])
-        esc = np.flatnonzero(~found)
-        if esc.size:
-            ref = None
-            if escapes.mean:
-                near = [row[esc] for row in p.neighbours]
-                here = [row != k for row in near]
-                ref = escapes.mean_refs(near, None if all(h.all() for h in here) else here)
-            ranks = escapes.ranks(own[esc].astype(np.int64), p.candidates(esc), p.m[esc], ref)
-            emit_tokens(CTX_ESCAPE + 4 * p.group + p.m[esc].astype(np.int64) - 1, ranks)
-
-    counts = np.zeros(CONTEXTS * rans.TOKENS, np.int64)
-    for c, y in zip(ctx_parts, sym_parts):  # part by part: no int32 copy as long as the stream
-        counts += np.bincount(c.astype(np.int32) * rans.TOKENS + y, minlength=CONTEXTS * rans.TOKENS)
-    counts = counts.reshape(CONTEXTS, rans.TOKENS)
+    jobs = list(passes(width, height))
+    if width * height >= 4 * THREAD_MIN_PIXELS:
+        with ThreadPoolExecutor(2) as pool:
+            parts = list(pool.map(lambda job: pass_symbols(labels, escapes, *job), jobs))
+    else:
+        parts = [pass_symbols(labels, escapes, *job) for job in jobs]
+    counts = sum((part_counts for _, part_counts in parts), np.zeros(CONTEXTS * rans.TOKENS, np.int64)).reshape(CONTEXTS, rans.TOKENS)
+    ctx_parts = [a for part, _ in parts for a in part.contexts]
+    sym_parts = [a for part, _ in parts for a in part.symbols]
+    nbit_parts = [a for part, _ in parts for a in part.nbits]
+    bit_parts = [a for part, _ in parts for a in part.bits]
+    del parts
     ctx = np.concatenate(ctx_parts) if ctx_parts else np.zeros(0, np.uint8)
     sym = np.concatenate(sym_parts) if sym_parts else np.zeros(0, np.uint8)
     ctx_parts.clear()  # the parts are in ctx and sym now
