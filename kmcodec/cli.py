@@ -47,8 +47,6 @@ from .outputs import (
 from .shared_batch import frame_jobs
 from .sweep import parse_ks, sweep, table
 
-CHANNEL_NAMES = {1: "grey", 3: "RGB", 4: "RGBA"}
-
 
 def k_value(text: str) -> "int | str":
     """-k: an integer or 'auto' (range checks are the codec's, exit 1 like any bad input)."""
@@ -457,7 +455,7 @@ def run_info(args: argparse.Namespace) -> int:
             f"format          .kmq version {header.version}, coding {header.coding} ({layout.CODING_NAMES[header.coding]}{how})",
             f"width           {header.width}",
             f"height          {header.height}",
-            f"channels        {header.channels} ({CHANNEL_NAMES.get(header.channels, '?')})",
+            f"channels        {layout.channels_text(header.channels)}",
             f"k               {header.k}",
             f"bits_per_pixel  {header.bits_per_pixel} in the formula; labels take {report['label_bits_per_pixel']:.3f} bits/pixel",
             f"bytes           header {b['header']} + palette {b['palette']} + labels {b['labels']} + check {b['check']}"

@@ -353,6 +353,13 @@ def test_info_json_keys(work):
     assert (report["k"], report["bits_per_pixel"], report["channels"], report["valid"]) == (7, 3, 3, True)
 
 
+def test_info_text_names_the_channels_as_the_spec_does(work):
+    kmq("encode", "photo.png", "-k", "7", cwd=work)
+    result = kmq("info", "photo.kmq", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert "channels        3 (RGB)\n" in result.stdout
+
+
 def test_encode_reads_a_kmq_file_through_the_pillow_plugin(work):
     kmq("encode", "photo.png", "-k", "6", cwd=work)
     summary = encode_json(work, "photo.kmq", "-k", "6", "-o", "again.kmq")
