@@ -76,7 +76,9 @@ class ColourHistogram:
     """Pixel counts per distinct colour of one image or a set of images.
 
     Build one with :meth:`from_image`, add them with ``+`` (exact, associative
-    and commutative), fit a palette with :func:`fit_histogram`. Pickles.
+    and commutative), fit a palette with :func:`fit_histogram`. Pickles. It
+    holds only counts, no image and no k-means points: those are the one-image
+    :class:`kmcodec.palette.ImageHistogram` that the fit builds from it.
 
     Attributes
     ----------
