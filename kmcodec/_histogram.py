@@ -97,12 +97,14 @@ def cell_keys(colours: np.ndarray, bits: int) -> np.ndarray:
 
 
 @dataclass(frozen=True, eq=False)
-class ColourHistogram:
+class ImageHistogram:
     """The distinct colours of one image and the weighted points k-means runs on.
 
     Build it with :func:`colour_histogram`; pass it to
     :func:`kmcodec.palette.fit_palette` in place of the pixels to fit several K
-    without redoing the pixel passes.
+    without redoing the pixel passes. It keeps the image, to label its pixels
+    at the end; the mergeable counts of a set of images, with no image, are
+    :class:`kmcodec.ColourHistogram`.
 
     Attributes
     ----------
@@ -266,7 +268,7 @@ def count_colours(pixels: np.ndarray, *, max_counted: int | None = None) -> tupl
     return keys, counts
 
 
-def colour_histogram(pixels: np.ndarray, *, max_points: int | None = MAX_POINTS) -> ColourHistogram:
+def colour_histogram(pixels: np.ndarray, *, max_points: int | None = MAX_POINTS) -> ImageHistogram:
     """Count the distinct colours of an image (the O(N) part of palette fitting).
 
     Parameters
@@ -279,7 +281,7 @@ def colour_histogram(pixels: np.ndarray, *, max_points: int | None = MAX_POINTS)
 
     Returns
     -------
-    ColourHistogram
+    ImageHistogram
     """
     keys, counts = count_colours(pixels, max_counted=None if max_points is None else MAX_COUNTED)
     return histogram_from_counts(pixels, keys, counts, max_points=max_points)
@@ -287,8 +289,8 @@ def colour_histogram(pixels: np.ndarray, *, max_points: int | None = MAX_POINTS)
 
 def histogram_from_counts(
     pixels: np.ndarray, keys: np.ndarray, counts: np.ndarray | None, *, max_points: int | None = MAX_POINTS
-) -> ColourHistogram:
-    """The :class:`ColourHistogram` of ``pixels`` from its :func:`count_colours`."""
+) -> ImageHistogram:
+    """The :class:`ImageHistogram` of ``pixels`` from its :func:`count_colours`."""
     c = pixels.shape[2]
     cell_of = None
     if max_points is None or keys.size <= max_points:
@@ -302,4 +304,4 @@ def histogram_from_counts(
         points, weights, sums, bits = _reduce_pixels(pixels, max_points)
     for a in (keys, points, weights, sums):
         a.flags.writeable = False
-    return ColourHistogram(pixels, keys, counts, points, weights, sums, bits, cell_of)
+    return ImageHistogram(pixels, keys, counts, points, weights, sums, bits, cell_of)

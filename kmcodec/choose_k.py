@@ -40,7 +40,7 @@ import numpy as np
 from . import layout
 from .codec import check_k, pack, psnr
 from .errors import ParameterError
-from .palette import ColourHistogram, PaletteFit, colour_histogram, fit_palette
+from .palette import ImageHistogram, PaletteFit, colour_histogram, fit_palette
 
 METHODS = ("k", "psnr", "max_bytes", "auto")
 AUTO_KS = range(2, 17)  # the k of the cost curve that `auto` looks for an elbow in
@@ -87,7 +87,7 @@ class FitSettings:
     max_iter: int = 100
     tol: float = 1e-4
 
-    def fit(self, hist: ColourHistogram, k: int, *, n_init: int | None = None) -> PaletteFit:
+    def fit(self, hist: ImageHistogram, k: int, *, n_init: int | None = None) -> PaletteFit:
         return fit_palette(
             hist, k, seed=self.seed, n_init=self.n_init if n_init is None else n_init, max_iter=self.max_iter, tol=self.tol
         )
@@ -96,7 +96,7 @@ class FitSettings:
 OnTrial = Callable[[Trial], None]
 
 
-def _trial(hist: ColourHistogram, k: int, settings: FitSettings, on_trial: OnTrial | None) -> tuple[Trial, PaletteFit]:
+def _trial(hist: ImageHistogram, k: int, settings: FitSettings, on_trial: OnTrial | None) -> tuple[Trial, PaletteFit]:
     fit = settings.fit(hist, k, n_init=TRIAL_N_INIT)
     trial = Trial(k=k, k_out=fit.k, cost=fit.cost, mse=fit.mse, psnr=psnr(fit.mse))
     if on_trial is not None:
@@ -104,7 +104,7 @@ def _trial(hist: ColourHistogram, k: int, settings: FitSettings, on_trial: OnTri
     return trial, fit
 
 
-def _final(hist: ColourHistogram, k: int, settings: FitSettings, trial_fit: PaletteFit | None) -> PaletteFit:
+def _final(hist: ImageHistogram, k: int, settings: FitSettings, trial_fit: PaletteFit | None) -> PaletteFit:
     """The caller's fit at k, or the trial fit at k when that one is better (lower cost)."""
     if trial_fit is not None and settings.n_init == TRIAL_N_INIT:
         return trial_fit
@@ -115,7 +115,7 @@ def _final(hist: ColourHistogram, k: int, settings: FitSettings, trial_fit: Pale
 
 
 def smallest_k_for_psnr(
-    hist: ColourHistogram, target: float, settings: FitSettings = FitSettings(), *, on_trial: OnTrial | None = None
+    hist: ImageHistogram, target: float, settings: FitSettings = FitSettings(), *, on_trial: OnTrial | None = None
 ) -> Choice:
     """The smallest k whose fit reaches `target` dB (module docstring: doubling, then bisection)."""
     if not (isinstance(target, (int, float)) and math.isfinite(target) and target > 0):
@@ -182,7 +182,7 @@ def largest_k_for_bytes(max_bytes: int, width: int, height: int, channels: int) 
     return lo
 
 
-def k_for_bytes(hist: ColourHistogram, max_bytes: int, settings: FitSettings = FitSettings()) -> Choice:
+def k_for_bytes(hist: ImageHistogram, max_bytes: int, settings: FitSettings = FitSettings()) -> Choice:
     """The best quality within `max_bytes`: the largest k that fits (no trial fits needed)."""
     h, w, c = hist.pixels.shape
     k = largest_k_for_bytes(max_bytes, w, h, c)
@@ -206,7 +206,7 @@ def k_for_bytes(hist: ColourHistogram, max_bytes: int, settings: FitSettings = F
 
 
 def k_for_compressed_bytes(
-    hist: ColourHistogram, max_bytes: int, settings: FitSettings = FitSettings(), *, on_trial: OnTrial | None = None
+    hist: ImageHistogram, max_bytes: int, settings: FitSettings = FitSettings(), *, on_trial: OnTrial | None = None
 ) -> Choice:
     """The largest k whose coding-1 file fits `max_bytes`, by trial encodes (module docstring)."""
     h, w, c = hist.pixels.shape
@@ -265,7 +265,7 @@ def elbow(ks: Sequence[int], costs: Sequence[float]) -> int:
     return int(x[int(np.argmax(1.0 - xn - yn))])
 
 
-def auto_k(hist: ColourHistogram, settings: FitSettings = FitSettings(), *, on_trial: OnTrial | None = None) -> Choice:
+def auto_k(hist: ImageHistogram, settings: FitSettings = FitSettings(), *, on_trial: OnTrial | None = None) -> Choice:
     """The elbow of the cost curve over k = 2..16 (module docstring)."""
     if hist.n_distinct <= AUTO_KS[-1]:
         k = hist.n_distinct
@@ -284,7 +284,7 @@ def auto_k(hist: ColourHistogram, settings: FitSettings = FitSettings(), *, on_t
     return Choice("auto", k, reason, fit, tuple(trials))
 
 
-def fixed_k(hist: ColourHistogram, k: int, settings: FitSettings = FitSettings()) -> Choice:
+def fixed_k(hist: ImageHistogram, k: int, settings: FitSettings = FitSettings()) -> Choice:
     k = check_k(k)
     fit = settings.fit(hist, k)
     reason = f"k={k} as given"
@@ -296,7 +296,7 @@ def fixed_k(hist: ColourHistogram, k: int, settings: FitSettings = FitSettings()
 
 
 def choose(
-    pixels: "np.ndarray | ColourHistogram",
+    pixels: "np.ndarray | ImageHistogram",
     *,
     k: "int | str | None" = None,
     psnr_target: float | None = None,
@@ -312,7 +312,7 @@ def choose(
     given = [name for name, value in (("k", k), ("psnr", psnr_target), ("max_bytes", max_bytes)) if value is not None]
     if len(given) != 1:
         raise ParameterError(f"give exactly one of k, psnr, max_bytes; got {', '.join(given) or 'none'}")
-    hist = pixels if isinstance(pixels, ColourHistogram) else colour_histogram(pixels)
+    hist = pixels if isinstance(pixels, ImageHistogram) else colour_histogram(pixels)
     if psnr_target is not None:
         return smallest_k_for_psnr(hist, psnr_target, settings, on_trial=on_trial)
     if max_bytes is not None and compress:

@@ -21,8 +21,8 @@ import math
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from PIL import Image
 
@@ -47,10 +47,8 @@ from .outputs import (
 from .shared_batch import frame_jobs
 from .sweep import parse_ks, sweep, table
 
-CHANNEL_NAMES = {1: "grey", 3: "RGB", 4: "RGBA"}
 
-
-def k_value(text: str) -> "int | str":
+def k_value(text: str) -> int | str:
     """-k: an integer or 'auto' (range checks are the codec's, exit 1 like any bad input)."""
     if text.strip().lower() == "auto":
         return "auto"
@@ -457,14 +455,18 @@ def run_info(args: argparse.Namespace) -> int:
             f"format          .kmq version {header.version}, coding {header.coding} ({layout.CODING_NAMES[header.coding]}{how})",
             f"width           {header.width}",
             f"height          {header.height}",
-            f"channels        {header.channels} ({CHANNEL_NAMES.get(header.channels, '?')})",
+            f"channels        {layout.channels_text(header.channels)}",
             f"k               {header.k}",
             f"bits_per_pixel  {header.bits_per_pixel} in the formula; labels take {report['label_bits_per_pixel']:.3f} bits/pixel",
-            f"bytes           header {b['header']} + palette {b['palette']} + labels {b['labels']} + check {b['check']}"
-            f" = {b['total']}",
+            (
+                f"bytes           header {b['header']} + palette {b['palette']} + labels {b['labels']} + check {b['check']}"
+                f" = {b['total']}"
+            ),
             f"formula         {formula_text(size)} ({rule})",
-            f"formula holds   {'yes' if report['formula_holds'] else 'no'}: file is {len(data)} bytes,"
-            f" {100 * report['formula_ratio']:.1f}% of the formula",
+            (
+                f"formula holds   {'yes' if report['formula_holds'] else 'no'}: file is {len(data)} bytes,"
+                f" {100 * report['formula_ratio']:.1f}% of the formula"
+            ),
             f"check           {'CRC-32 valid' if check else 'CRC-32 INVALID' if check is False else 'not checked (wrong length)'}",
             f"valid           {'yes' if problem is None else 'no: ' + problem}",
         ]

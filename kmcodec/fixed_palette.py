@@ -18,7 +18,7 @@ from ._nearest import nearest_exact
 from .errors import ParameterError
 from .palette import Labeller, PaletteFit
 from .pixels import Pixels
-from .shared import channels_text, image_pixels, widen_pixels
+from .shared import image_pixels, widen_pixels
 
 
 def check_palette(palette: object, *, name: str = "palette") -> np.ndarray:
@@ -46,10 +46,10 @@ def match_channels(pixels: Pixels, channels: int, *, palette_name: str = "the pa
         return pixels
     if c > channels:
         raise ParameterError(
-            f"{palette_name} has {channels_text(channels)} channels but {image_name} has {channels_text(c)}:"
+            f"{palette_name} has {layout.channels_text(channels)} channels but {image_name} has {layout.channels_text(c)}:"
             f" a palette needs at least the image's channels"
         )
-    note = f"{channels_text(c)} widened to {channels_text(channels)} channels to match the palette"
+    note = f"{layout.channels_text(c)} widened to {layout.channels_text(channels)} channels to match the palette"
     return Pixels(widen_pixels(pixels.array, channels), pixels.notes + (note,))
 
 
@@ -57,7 +57,7 @@ def label_with_palette(pixels: np.ndarray, palette: np.ndarray) -> PaletteFit:
     """Exact nearest-entry labels of an (H, W, C) image against a (k, C) palette, and the exact SSE."""
     keys, counts = _histogram.count_colours(pixels)
     colour_labels, sq = nearest_exact(_histogram.unpack_keys(keys, pixels.shape[2]), palette)
-    stub = _histogram.ColourHistogram(pixels, keys, counts, None, None, None, None)
+    stub = _histogram.ImageHistogram(pixels, keys, counts, None, None, None, None)
     dtype = np.uint8 if palette.shape[0] <= 256 else np.uint16
     if pixels.shape[2] in (1, 3):  # a table over every packed colour, as the palette stage labels pixels
         table, listed = np.zeros(1 << (8 * pixels.shape[2]), dtype), None

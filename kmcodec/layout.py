@@ -39,10 +39,16 @@ MIN_CODED_BYTES = 9 + 13 + 4  # spec §11.1: the smallest coding-1 label stream:
 OVERHEAD = HEADER_SIZE + CHECK_SIZE  # 28 bytes, the same for every file
 
 # spec §2 "Valid ranges".
-CHANNELS = (1, 3, 4)  # grey, RGB, RGBA
+CHANNEL_NAMES = {1: "grey", 3: "RGB", 4: "RGBA"}
+CHANNELS = tuple(CHANNEL_NAMES)  # (1, 3, 4)
 MIN_K = 1
 MAX_K = 65536
 MAX_DIMENSION = 2**32 - 1
+
+
+def channels_text(channels: int) -> str:
+    """``3 (RGB)``: a channel count with its spec name, for messages ('?' when not valid)."""
+    return f"{channels} ({CHANNEL_NAMES.get(channels, '?')})"
 
 
 def bits_for_k(k: int) -> int:

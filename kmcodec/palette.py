@@ -50,7 +50,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._histogram import (
-    ColourHistogram,
+    ImageHistogram,
     colour_histogram,
     distinct_keys,
     iter_pixel_chunks,
@@ -63,7 +63,7 @@ from .layout import CHANNELS, MAX_K, MIN_K
 
 __all__ = [
     "PALETTE_ORDER",
-    "ColourHistogram",
+    "ImageHistogram",
     "Labeller",
     "PaletteFit",
     "assign_labels",
@@ -520,7 +520,7 @@ class Labeller:
         d = chunk.astype(np.int32) - self.palette.astype(np.int32)[labels]
         return int(np.einsum("ij,ij->", d, d, dtype=np.int64))
 
-    def fit(self, hist: ColourHistogram) -> PaletteFit:
+    def fit(self, hist: ImageHistogram) -> PaletteFit:
         """Label every pixel of the histogram's image: the :class:`PaletteFit`."""
         h, w, _ = hist.pixels.shape
         labels = np.empty(h * w, dtype=self.table.dtype)
@@ -532,7 +532,7 @@ class Labeller:
         return PaletteFit(palette=self.palette, labels=labels.reshape(h, w), cost=float(cost if self.cost is None else self.cost))
 
 
-def _labeller_uncounted(hist: ColourHistogram, pal: np.ndarray) -> Labeller:
+def _labeller_uncounted(hist: ImageHistogram, pal: np.ndarray) -> Labeller:
     """For millions of uncounted RGB colours: one lookup table; the cost comes with the pixel pass."""
     lut = nearest_lut(hist.keys, pal)
     used = np.zeros(pal.shape[0], dtype=bool)
@@ -546,7 +546,7 @@ def _labeller_uncounted(hist: ColourHistogram, pal: np.ndarray) -> Labeller:
     return Labeller(pal, lut, None, None)
 
 
-def _labeller(hist: ColourHistogram, palette: np.ndarray, polish: int = 0) -> Labeller:
+def _labeller(hist: ImageHistogram, palette: np.ndarray, polish: int = 0) -> Labeller:
     """Rounded palette -> sorted distinct entries, exact labels per colour, drop unused, cost.
 
     With ``polish`` > 0 and counted colours, up to that many Lloyd steps run on
@@ -599,7 +599,7 @@ def _colour_labeller(keys: np.ndarray, pal: np.ndarray, colour_labels: np.ndarra
 
 
 def fit_palette(
-    pixels: np.ndarray | ColourHistogram,
+    pixels: np.ndarray | ImageHistogram,
     k: int,
     *,
     seed: int = 0,
@@ -611,7 +611,7 @@ def fit_palette(
 
     Parameters
     ----------
-    pixels : ndarray (H, W, C) uint8, C in {1, 3, 4}, or ColourHistogram
+    pixels : ndarray (H, W, C) uint8, C in {1, 3, 4}, or ImageHistogram
         The image, or its :func:`colour_histogram` to reuse across many k.
     k : int
         Palette size, 1..65536. The result may have fewer entries
@@ -631,12 +631,12 @@ def fit_palette(
     -------
     PaletteFit
     """
-    hist = pixels if isinstance(pixels, ColourHistogram) else colour_histogram(_check_pixels(pixels))
+    hist = pixels if isinstance(pixels, ImageHistogram) else colour_histogram(_check_pixels(pixels))
     return fit_labeller(hist, k, seed=seed, n_init=n_init, max_iter=max_iter, tol=tol).fit(hist)
 
 
 def fit_labeller(
-    hist: ColourHistogram,
+    hist: ImageHistogram,
     k: int,
     *,
     seed: int = 0,
@@ -742,7 +742,7 @@ def improve_by_swaps(
     return centres
 
 
-def _lloyd_exact_colours(hist: ColourHistogram, centres: np.ndarray, *, max_iter: int, tol: float) -> np.ndarray:
+def _lloyd_exact_colours(hist: ImageHistogram, centres: np.ndarray, *, max_iter: int, tol: float) -> np.ndarray:
     """Lloyd on the exact colours of a reduced histogram, from the cells' result.
 
     The cells' assignment seeds Hamerly's bounds: a colour lies within r (its
@@ -791,6 +791,6 @@ def assign_labels(pixels: np.ndarray, palette: np.ndarray) -> np.ndarray:
         )
     _check_int("k", palette.shape[0], MIN_K, MAX_K)
     keys = distinct_keys(pixels)
-    hist = ColourHistogram(pixels, keys, None, None, None, None, None)
+    hist = ImageHistogram(pixels, keys, None, None, None, None, None)
     colour_labels, _ = nearest_exact(unpack_keys(keys, pixels.shape[2]), palette)
     return _colour_labeller(keys, palette.copy(), colour_labels, 0.0).fit(hist).labels

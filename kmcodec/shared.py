@@ -31,6 +31,7 @@ from PIL import Image
 
 from . import _histogram
 from .errors import ImageInputError, ParameterError
+from .layout import channels_text
 from .palette import fit_palette
 from .pixels import Pixels, to_pixels
 
@@ -43,11 +44,6 @@ _WIDEN = {
 # fit_shared_palette merges buffered histograms once they hold as many
 # colours as the running total (at least this many): amortised O(total log).
 MIN_MERGE_COLOURS = 1 << 20
-CHANNEL_NAMES = {1: "grey", 3: "RGB", 4: "RGBA"}
-
-
-def channels_text(channels: int) -> str:
-    return f"{channels} ({CHANNEL_NAMES.get(channels, '?')})"
 
 
 def image_pixels(image: "np.ndarray | Image.Image | str | os.PathLike[str] | Pixels") -> Pixels:
@@ -80,7 +76,9 @@ class ColourHistogram:
     """Pixel counts per distinct colour of one image or a set of images.
 
     Build one with :meth:`from_image`, add them with ``+`` (exact, associative
-    and commutative), fit a palette with :func:`fit_histogram`. Pickles.
+    and commutative), fit a palette with :func:`fit_histogram`. Pickles. It
+    holds only counts, no image and no k-means points: those are the one-image
+    :class:`kmcodec.palette.ImageHistogram` that the fit builds from it.
 
     Attributes
     ----------

@@ -353,6 +353,23 @@ def test_info_json_keys(work):
     assert (report["k"], report["bits_per_pixel"], report["channels"], report["valid"]) == (7, 3, 3, True)
 
 
+def test_info_text_names_the_channels_as_the_spec_does(work):
+    kmq("encode", "photo.png", "-k", "7", cwd=work)
+    result = kmq("info", "photo.kmq", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert "channels        3 (RGB)\n" in result.stdout
+
+
+def test_info_text_gives_each_field_one_line(work):
+    kmq("encode", "photo.png", "-k", "7", cwd=work)
+    lines = kmq("info", "photo.kmq", cwd=work).stdout.splitlines()
+    assert [line.split()[0] for line in lines] == [
+        "file", "format", "width", "height", "channels", "k", "bits_per_pixel", "bytes", "formula", "formula", "check", "valid"
+    ]
+    assert lines[7].endswith(f" = {(work / 'photo.kmq').stat().st_size}")
+    assert lines[9].endswith("% of the formula")
+
+
 def test_encode_reads_a_kmq_file_through_the_pillow_plugin(work):
     kmq("encode", "photo.png", "-k", "6", cwd=work)
     summary = encode_json(work, "photo.kmq", "-k", "6", "-o", "again.kmq")

@@ -13,7 +13,7 @@ from kmcodec._histogram import pack_keys
 from kmcodec._nearest import _nearest_brute, _nearest_grid
 from kmcodec.errors import ImageInputError, ParameterError
 from kmcodec.palette import (
-    ColourHistogram,
+    ImageHistogram,
     PaletteFit,
     assign_labels,
     colour_histogram,
@@ -368,8 +368,8 @@ def test_assign_labels_rejects_a_palette_of_the_wrong_shape():
         assign_labels(np.zeros((2, 2, 3), np.uint8), np.zeros((4, 4), np.uint8))
 
 
-def test_histogram_is_a_colour_histogram():
-    assert isinstance(colour_histogram(photo_like(5, 5, 0)), ColourHistogram)
+def test_colour_histogram_is_an_image_histogram():
+    assert isinstance(colour_histogram(photo_like(5, 5, 0)), ImageHistogram)
 
 
 # --------------------------------------------------------------------------- quality at large k
