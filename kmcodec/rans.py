@@ -203,26 +203,32 @@ def encode(contexts: np.ndarray, symbols: np.ndarray, tables: np.ndarray, lanes:
     reads the words forwards.
     """
     rows = tables.shape[1]
-    flat_freqs = tables.reshape(-1).astype(np.uint64)
-    flat_starts = (np.cumsum(tables, axis=1) - tables).reshape(-1).astype(np.uint64)
+    freqs = tables.reshape(-1).astype(np.uint64)
+    starts = (np.cumsum(tables, axis=1) - tables).reshape(-1).astype(np.uint64)
+    entries = (starts << np.uint64(16)) | freqs  # start and frequency in one word: one gather per round
     state = np.full(lanes, STATE_LOW, np.uint64)
     chunks: list[np.ndarray] = []
-    total = contexts.size
-    end = total
+    low16, shift16, shift, overflow = np.uint64(0xFFFF), np.uint64(16), np.uint64(PRECISION), np.uint64(32 - PRECISION)
+    end = contexts.size
     while end > 0:
         start = (end - 1) // lanes * lanes
-        index = contexts[start:end].astype(np.intp) * rows + symbols[start:end]  # per round: no array as long as the file
-        f = flat_freqs[index]
-        c = flat_starts[index]
+        index = contexts[start:end].astype(np.intp)  # per round: no array as long as the file
+        index *= rows
+        index += symbols[start:end]
+        entry = entries.take(index)
+        f = entry & low16
         if not f.all():
             raise ValueError("a symbol has frequency 0 in its table")
-        lane = slice(0, end - start)
-        x = state[lane]
-        out = x >= (f << np.uint64(32 - PRECISION))  # would overflow: emit the low word first
+        x = state[: end - start]
+        out = x >= (f << overflow)  # would overflow: emit the low word first
         if out.any():
-            chunks.append((x[out] & np.uint64(0xFFFF)).astype(np.uint16)[::-1])
-            x = np.where(out, x >> np.uint64(16), x)
-        state[lane] = ((x // f) << np.uint64(PRECISION)) + (x % f) + c
+            chunks.append((x[out] & low16).astype(np.uint16)[::-1])
+            x = np.where(out, x >> shift16, x)
+        q, r = np.divmod(x, f)
+        q <<= shift
+        q += r
+        q += entry >> shift16
+        state[: end - start] = q
         end = start
     words = np.concatenate(chunks)[::-1] if chunks else np.zeros(0, np.uint16)
     return state.astype(np.uint32), words
