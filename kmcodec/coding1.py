@@ -187,15 +187,14 @@ class Pass:
         """The choice context (spec §11.4 item 3) of the pixels `index`."""
         return CTX_CHOICE + len(CHOICE_PATTERNS) * self.group + code_tables().choice[self.code[index]]
 
-    def candidate(self, index: np.ndarray, which: np.ndarray | int) -> np.ndarray:
-        """Candidate number `which` of the pixels `index`."""
-        n = self.code.size
-        return self.neighbours.reshape(-1)[code_tables().perm[self.code[index], which].astype(np.int64) * n + index]
-
     def candidates(self, index: np.ndarray) -> np.ndarray:
         """(len(index), 4) candidates of the pixels `index`, -1 beyond m."""
-        out = np.stack([self.candidate(index, i) for i in range(4)], axis=1).astype(np.int32)
-        out[np.arange(4)[None, :] >= self.m[index][:, None]] = -1
+        n = self.code.size
+        at = code_tables().perm.take(self.code.take(index), axis=0).astype(np.intp)  # the neighbour holding each
+        at *= n
+        at += index[:, None]
+        out = self.neighbours.reshape(-1).take(at).astype(np.int32)
+        out[np.arange(4)[None, :] >= self.m.take(index)[:, None]] = -1
         return out
 
 
@@ -367,12 +366,14 @@ class EscapeOrder:
         if not self.ranked:
             diff = labels - ref
             return np.where(diff >= 0, 2 * diff, -2 * diff - 1)
-        pos = self.position[ref, labels]
-        before = np.zeros(labels.size, np.int64)
+        row = ref << 8  # rows of 256 in position_rows
+        pos = self.position_rows.take(row + labels)
+        before = np.zeros(labels.size, np.uint8)
         for j in range(4):
-            ok = j < m
-            before += ok & (self.position[ref, np.maximum(cands[:, j], 0)] < pos)
-        return pos - before
+            earlier = self.position_rows.take(row + np.maximum(cands[:, j], 0)) < pos
+            earlier &= m > j
+            before += earlier
+        return pos.astype(np.int64) - before
 
     def check(self, ranks: np.ndarray, m: np.ndarray, where: str) -> None:
         """Ranked escapes: every rank below the count of non-candidates."""
