@@ -117,7 +117,10 @@ class Tables:
     def __init__(self) -> None:
         self.pattern, self.perm, slot = _pattern_tables()
         self.m = PATTERN_M.astype(np.uint8)[self.pattern]  # m for each code
-        self.choice = CHOICE_INDEX[self.pattern].astype(np.int64)  # place of each code's pattern among the choice patterns
+        # choice[group, code]: the choice context of a code in a group (as uint8; 0 where m = 1)
+        choice = CHOICE_INDEX[self.pattern]
+        contexts = CTX_CHOICE + len(CHOICE_PATTERNS) * np.arange(GROUPS)[:, None] + choice[None, :]
+        self.choice = np.where(choice >= 0, contexts, 0).astype(np.uint8)
         # symbol[code << 4 | hits]: the candidate index of the pixel's own label, given which
         # neighbours hold it (bit j: neighbour j equals it), or m when none does.
         hits = np.arange(16)
@@ -184,8 +187,8 @@ class Pass:
     group: int
 
     def choice_contexts(self, index: np.ndarray) -> np.ndarray:
-        """The choice context (spec §11.4 item 3) of the pixels `index`."""
-        return CTX_CHOICE + len(CHOICE_PATTERNS) * self.group + code_tables().choice[self.code[index]]
+        """The choice contexts (spec §11.4 item 3, uint8) of the pixels `index` (indices or a mask)."""
+        return code_tables().choice[self.group].take(self.code[index])
 
     def candidates(self, index: np.ndarray) -> np.ndarray:
         """(len(index), 4) candidates of the pixels `index`, -1 beyond m."""
@@ -447,10 +450,7 @@ class PassSymbols:
 
 
 def pass_symbols(labels: np.ndarray, escapes: EscapeOrder, kind: str, d: int, ys: np.ndarray, xs: np.ndarray, offsets) -> tuple[PassSymbols, np.ndarray]:
-    """What one pass writes (spec §11.4-§11.5): escape count and gaps, choices, escape ranks; and their counts.
-
-    Passes only read the labels, so the encoder may compute them in any order, on any thread.
-    """
+    """What one pass writes (spec §11.4-§11.5): escape count and gaps, choices, escape ranks; and their counts."""
     k = escapes.k
     out = PassSymbols([], [], [], [])
     p = prepare(labels, kind, d, ys, xs, offsets, k)
@@ -467,35 +467,30 @@ def pass_symbols(labels: np.ndarray, escapes: EscapeOrder, kind: str, d: int, ys
         out.emit_tokens(CTX_GAP + p.group, np.diff(missed, prepend=-1) - 1)
     choose = ~unanimous
     if choose.any():
-        out.emit(p.choice_contexts(np.flatnonzero(choose)), symbol[choose])
+        out.emit(p.choice_contexts(choose), symbol[choose])
     esc = np.flatnonzero(~found)
-    if esc.size:
+    for start in range(0, esc.size, CHUNK):  # in chunks: a K = 256 photo has millions of escapes
+        part = esc[start : start + CHUNK]
         ref = None
         if escapes.mean:
-            near = [row[esc] for row in p.neighbours]
+            near = [row[part] for row in p.neighbours]
             here = [row != k for row in near]
             ref = escapes.mean_refs(near, None if all(h.all() for h in here) else here)
-        ranks = escapes.ranks(own[esc].astype(np.int64), p.candidates(esc), p.m[esc], ref)
-        out.emit_tokens(CTX_ESCAPE + 4 * p.group + p.m[esc].astype(np.int64) - 1, ranks)
+        m = p.m[part]
+        ranks = escapes.ranks(own[part].astype(np.int64), p.candidates(part), m, ref)
+        out.emit_tokens(CTX_ESCAPE + 4 * p.group + m.astype(np.int64) - 1, ranks)
     return out, out.counts()
 
 
 def encode_labels(labels: np.ndarray, palette: np.ndarray, method: int = METHOD_PACKED) -> bytes:
-    """The coding-1 label stream for a label map (height x width, every label < K), method 2 or 0.
-
-    On large images the passes are computed on two threads (numpy releases the
-    GIL in large array operations), then written in file order.
-    """
+    """The coding-1 label stream for a label map (height x width, every label < K), method 2 or 0."""
     height, width = labels.shape
     k = palette.shape[0]
     labels = labels.astype(label_dtype(k), copy=False)
     escapes = EscapeOrder(palette, method)
-    jobs = list(passes(width, height))
-    if width * height >= 4 * THREAD_MIN_PIXELS:
-        with ThreadPoolExecutor(2) as pool:
-            parts = list(pool.map(lambda job: pass_symbols(labels, escapes, *job), jobs))
-    else:
-        parts = [pass_symbols(labels, escapes, *job) for job in jobs]
+    # One pass at a time: two passes on two threads were 15% faster on a 12 MP image,
+    # but a pass of a K = 256 photo peaks near 100 MB, which broke the encoder's memory budget.
+    parts = [pass_symbols(labels, escapes, *job) for job in passes(width, height)]
     counts = sum((part_counts for _, part_counts in parts), np.zeros(CONTEXTS * rans.TOKENS, np.int64)).reshape(CONTEXTS, rans.TOKENS)
     ctx_parts = [a for part, _ in parts for a in part.contexts]
     sym_parts = [a for part, _ in parts for a in part.symbols]

@@ -203,18 +203,6 @@ def test_threaded_decode_gives_the_same_labels(threaded):
     assert threaded.submitted > 0  # the worker thread did take part
 
 
-def test_threaded_encode_writes_the_same_bytes(monkeypatch):
-    """Large images compute the encoder's passes on two threads; the stream must not change."""
-    cases = list(threaded_cases())
-    alone = [coding1.encode_labels(labels, palette) for palette, labels in cases]
-    monkeypatch.setattr(coding1, "THREAD_MIN_PIXELS", 1)
-    monkeypatch.setattr(coding1, "CACHE_MIN_ESCAPES", 1)  # both threads fill the nearest-entry table
-    monkeypatch.setattr(coding1, "ThreadPoolExecutor", CountingPool)
-    CountingPool.submitted = 0
-    assert [coding1.encode_labels(labels, palette) for palette, labels in cases] == alone
-    assert CountingPool.submitted > 0
-
-
 def test_work_in_chunks_gives_the_same_labels(monkeypatch):
     monkeypatch.setattr(coding1, "CHUNK", 7)  # large passes work in chunks of 65536 pixels to choose
     for palette, labels in threaded_cases():

@@ -244,22 +244,6 @@ MUTANTS = [
         "coding 1 decoder: the worker-thread path is never taken",
     ),
     Mutant(
-        "c1-threaded-encode-out-of-order",
-        "kmcodec/coding1.py",
-        "parts = list(pool.map(lambda job: pass_symbols(labels, escapes, *job), jobs))",
-        "parts = [f.result() for f in [pool.submit(pass_symbols, labels, escapes, *job) for job in jobs[::-1]]][::-1][1:] + [pass_symbols(labels, escapes, *jobs[0])]",
-        ("tests/test_coding1.py",),
-        "coding 1 encoder, two threads (large images): the first pass is written last",
-    ),
-    Mutant(
-        "c1-threaded-encode-unreached",
-        "kmcodec/coding1.py",
-        "if width * height >= 4 * THREAD_MIN_PIXELS:",
-        "if width * height >= 4 * THREAD_MIN_PIXELS and False:",
-        ("tests/test_coding1.py",),
-        "coding 1 encoder: the two-thread path is never taken",
-    ),
-    Mutant(
         "c1-chunk-offset-lost",
         "kmcodec/coding1.py",
         "at += np.arange(start, end)",
