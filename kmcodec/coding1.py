@@ -49,6 +49,7 @@ RANK_MAX_K = 256  # spec §11.5: up to this K escapes are ranked by colour dista
 # (images of 4x as many); tests lower it to reach that path with small images.
 THREAD_MIN_PIXELS = 1 << 18
 CHUNK = 1 << 16  # pixels to choose per chunk of the element-wise work: temporaries stay in cache
+BAND_PIXELS = 1 << 20  # the encoder works on bands of a pass's rows of about this many pixels
 CACHE_MIN_ESCAPES = 1 << 14  # escapes in one pass that make the decoder keep a table of nearest entries (spec §11.13)
 
 # spec §11.3: neighbour offsets (dy, dx) in units of d, in neighbour order.
@@ -448,26 +449,36 @@ class PassSymbols:
         tokens, nbits, extra = rans.to_tokens(values)
         self.emit(ctx, tokens, nbits, extra)
 
+    def extend(self, other: "PassSymbols") -> None:
+        for mine, theirs in ((self.contexts, other.contexts), (self.symbols, other.symbols), (self.nbits, other.nbits), (self.bits, other.bits)):
+            mine.extend(theirs)
 
-def pass_symbols(labels: np.ndarray, escapes: EscapeOrder, kind: str, d: int, ys: np.ndarray, xs: np.ndarray, offsets) -> tuple[PassSymbols, np.ndarray]:
-    """What one pass writes (spec §11.4-§11.5): escape count and gaps, choices, escape ranks; and their counts."""
+
+@dataclass
+class Band:
+    """What the encoder works out for a band of rows of one pass."""
+
+    unanimous: int  # pixels with one candidate
+    missed: np.ndarray  # those that escape, as their index among the band's unanimous pixels
+    choices: PassSymbols
+    escapes: PassSymbols
+
+
+def band_symbols(labels: np.ndarray, escapes: EscapeOrder, kind: str, d: int, ys: np.ndarray, xs: np.ndarray, offsets) -> Band:
+    """Symbols of the rows `ys` of a pass (spec §11.4-§11.5)."""
     k = escapes.k
-    out = PassSymbols([], [], [], [])
     p = prepare(labels, kind, d, ys, xs, offsets, k)
-    own = labels[ys[0] :: 2 * d, xs[0] :: 2 * d].reshape(-1)
+    own = labels[ys[0] : ys[-1] + 1 : 2 * d, xs[0] :: 2 * d].reshape(-1)
     hits = np.zeros(own.size, np.uint16)
     for j in range(4):
         hits |= (p.neighbours[j] == own).view(np.uint8).astype(np.uint16) << np.uint16(j)
     symbol = code_tables().symbol[(p.code << np.uint16(4)) | hits]  # the candidate index of the own label, or m
     found = symbol < p.m
     unanimous = p.m == 1
-    if unanimous.any():
-        missed = np.flatnonzero(~found[unanimous])
-        out.emit_tokens(CTX_COUNT, [missed.size])
-        out.emit_tokens(CTX_GAP + p.group, np.diff(missed, prepend=-1) - 1)
+    band = Band(int(np.count_nonzero(unanimous)), np.flatnonzero(~found[unanimous]), PassSymbols([], [], [], []), PassSymbols([], [], [], []))
     choose = ~unanimous
     if choose.any():
-        out.emit(p.choice_contexts(choose), symbol[choose])
+        band.choices.emit(p.choice_contexts(choose), symbol[choose])
     esc = np.flatnonzero(~found)
     for start in range(0, esc.size, CHUNK):  # in chunks: a K = 256 photo has millions of escapes
         part = esc[start : start + CHUNK]
@@ -478,8 +489,29 @@ def pass_symbols(labels: np.ndarray, escapes: EscapeOrder, kind: str, d: int, ys
             ref = escapes.mean_refs(near, None if all(h.all() for h in here) else here)
         m = p.m[part]
         ranks = escapes.ranks(own[part].astype(np.int64), p.candidates(part), m, ref)
-        out.emit_tokens(CTX_ESCAPE + 4 * p.group + m.astype(np.int64) - 1, ranks)
-    return out, out.counts()
+        band.escapes.emit_tokens(CTX_ESCAPE + 4 * p.group + m.astype(np.int64) - 1, ranks)
+    return band
+
+
+def pass_symbols(labels: np.ndarray, escapes: EscapeOrder, kind: str, d: int, ys: np.ndarray, xs: np.ndarray, offsets) -> PassSymbols:
+    """What one pass writes, in order: escape count and gaps, choices, escape ranks.
+
+    Worked out BAND_PIXELS at a time (whole rows), so the encoder's memory does not
+    grow with the pass: a 12 MP image has passes of 3 million pixels.
+    """
+    rows = max(1, BAND_PIXELS // xs.size)
+    bands = [band_symbols(labels, escapes, kind, d, ys[r : r + rows], xs, offsets) for r in range(0, ys.size, rows)]
+    out = PassSymbols([], [], [], [])
+    before = np.cumsum([0] + [band.unanimous for band in bands])
+    if before[-1]:
+        missed = np.concatenate([band.missed + first for band, first in zip(bands, before)])
+        out.emit_tokens(CTX_COUNT, [missed.size])
+        out.emit_tokens(CTX_GAP + group(kind, d), np.diff(missed, prepend=-1) - 1)
+    for band in bands:
+        out.extend(band.choices)
+    for band in bands:
+        out.extend(band.escapes)
+    return out
 
 
 def encode_labels(labels: np.ndarray, palette: np.ndarray, method: int = METHOD_PACKED) -> bytes:
@@ -491,11 +523,11 @@ def encode_labels(labels: np.ndarray, palette: np.ndarray, method: int = METHOD_
     # One pass at a time: two passes on two threads were 15% faster on a 12 MP image,
     # but a pass of a K = 256 photo peaks near 100 MB, which broke the encoder's memory budget.
     parts = [pass_symbols(labels, escapes, *job) for job in passes(width, height)]
-    counts = sum((part_counts for _, part_counts in parts), np.zeros(CONTEXTS * rans.TOKENS, np.int64)).reshape(CONTEXTS, rans.TOKENS)
-    ctx_parts = [a for part, _ in parts for a in part.contexts]
-    sym_parts = [a for part, _ in parts for a in part.symbols]
-    nbit_parts = [a for part, _ in parts for a in part.nbits]
-    bit_parts = [a for part, _ in parts for a in part.bits]
+    counts = sum((part.counts() for part in parts), np.zeros(CONTEXTS * rans.TOKENS, np.int64)).reshape(CONTEXTS, rans.TOKENS)
+    ctx_parts = [a for part in parts for a in part.contexts]
+    sym_parts = [a for part in parts for a in part.symbols]
+    nbit_parts = [a for part in parts for a in part.nbits]
+    bit_parts = [a for part in parts for a in part.bits]
     del parts
     ctx = np.concatenate(ctx_parts) if ctx_parts else np.zeros(0, np.uint8)
     sym = np.concatenate(sym_parts) if sym_parts else np.zeros(0, np.uint8)

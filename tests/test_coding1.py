@@ -203,6 +203,15 @@ def test_threaded_decode_gives_the_same_labels(threaded):
     assert threaded.submitted > 0  # the worker thread did take part
 
 
+def test_encoder_bands_write_the_same_bytes(monkeypatch):
+    """Large passes are encoded a band of rows at a time; the stream must be the whole pass's."""
+    cases = list(threaded_cases())
+    whole = [coding1.encode_labels(labels, palette) for palette, labels in cases]
+    for band in (1, 50):  # a row at a time, and bands of a few rows
+        monkeypatch.setattr(coding1, "BAND_PIXELS", band)
+        assert [coding1.encode_labels(labels, palette) for palette, labels in cases] == whole
+
+
 def test_work_in_chunks_gives_the_same_labels(monkeypatch):
     monkeypatch.setattr(coding1, "CHUNK", 7)  # large passes work in chunks of 65536 pixels to choose
     for palette, labels in threaded_cases():

@@ -244,6 +244,27 @@ MUTANTS = [
         "coding 1 decoder: the worker-thread path is never taken",
     ),
     Mutant(
+        "c1-encoder-band-gap-offset-lost",
+        "kmcodec/coding1.py",
+        "missed = np.concatenate([band.missed + first for band, first in zip(bands, before)])",
+        "missed = np.concatenate([band.missed for band in bands])",
+        ("tests/test_coding1.py",),
+        "coding 1 encoder, bands of a large pass: the escapes' places restart in every band",
+    ),
+    Mutant(
+        "c1-encoder-band-escapes-interleaved",
+        "kmcodec/coding1.py",
+        """    for band in bands:
+        out.extend(band.choices)
+    for band in bands:
+        out.extend(band.escapes)""",
+        """    for band in bands:
+        out.extend(band.choices)
+        out.extend(band.escapes)""",
+        ("tests/test_coding1.py",),
+        "coding 1 encoder, bands of a large pass: each band's escapes follow its own choices",
+    ),
+    Mutant(
         "c1-chunk-offset-lost",
         "kmcodec/coding1.py",
         "at += np.arange(start, end)",
