@@ -520,12 +520,12 @@ class Labeller:
         d = chunk.astype(np.int32) - self.palette.astype(np.int32)[labels]
         return int(np.einsum("ij,ij->", d, d, dtype=np.int64))
 
-    def fit(self, hist: ImageHistogram) -> PaletteFit:
-        """Label every pixel of the histogram's image: the :class:`PaletteFit`."""
-        h, w, _ = hist.pixels.shape
+    def fit(self, pixels: np.ndarray) -> PaletteFit:
+        """Label every pixel of an (H, W, C) uint8 image: the :class:`PaletteFit`."""
+        h, w, _ = pixels.shape
         labels = np.empty(h * w, dtype=self.table.dtype)
         cost = 0
-        for start, chunk in iter_pixel_chunks(hist.pixels):
+        for start, chunk in iter_pixel_chunks(pixels):
             lab = self.label(chunk, out=labels[start : start + chunk.shape[0]])
             if self.cost is None:
                 cost += self.chunk_cost(chunk, lab)
@@ -632,7 +632,7 @@ def fit_palette(
     PaletteFit
     """
     hist = pixels if isinstance(pixels, ImageHistogram) else colour_histogram(_check_pixels(pixels))
-    return fit_labeller(hist, k, seed=seed, n_init=n_init, max_iter=max_iter, tol=tol).fit(hist)
+    return fit_labeller(hist, k, seed=seed, n_init=n_init, max_iter=max_iter, tol=tol).fit(hist.pixels)
 
 
 def fit_labeller(
@@ -791,6 +791,5 @@ def assign_labels(pixels: np.ndarray, palette: np.ndarray) -> np.ndarray:
         )
     _check_int("k", palette.shape[0], MIN_K, MAX_K)
     keys = distinct_keys(pixels)
-    hist = ImageHistogram(pixels, keys, None, None, None, None, None)
     colour_labels, _ = nearest_exact(unpack_keys(keys, pixels.shape[2]), palette)
-    return _colour_labeller(keys, palette.copy(), colour_labels, 0.0).fit(hist).labels
+    return _colour_labeller(keys, palette.copy(), colour_labels, 0.0).fit(pixels).labels

@@ -415,7 +415,7 @@ def test_unused_entries_are_dropped_from_the_palette():
 
     img = np.array([[[0], [10], [10], [200]]], np.uint8)
     hist = colour_histogram(img)
-    fit = _labeller(hist, np.array([[0], [10], [100], [200], [255]], np.uint8)).fit(hist)
+    fit = _labeller(hist, np.array([[0], [10], [100], [200], [255]], np.uint8)).fit(img)
     assert fit.palette.ravel().tolist() == [0, 10, 200]
     assert fit.labels.tolist() == [[0, 1, 1, 2]]
 
@@ -430,7 +430,7 @@ def test_unused_entries_are_dropped_when_colours_are_not_counted(monkeypatch):
     hist = colour_histogram(img, max_points=300)
     assert hist.counts is None
     palette = np.array([[20, 20, 20], [100, 100, 100], [250, 250, 250], [255, 0, 255]], np.uint8)
-    fit = _labeller(hist, palette).fit(hist)
+    fit = _labeller(hist, palette).fit(img)
     assert fit.palette.tolist() == [[20, 20, 20], [100, 100, 100]]
     check_fit(img, fit, 4)
 
