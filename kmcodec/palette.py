@@ -650,7 +650,7 @@ def fit_labeller(
     max_iter = _check_int("max_iter", max_iter, 1)
     if not (isinstance(tol, (int, float)) and tol >= 0):
         raise ParameterError(f"tol: {tol!r}, allowed a number >= 0")
-    if hist.n_distinct <= k:
+    if hist.n_colours <= k:
         return _labeller(hist, hist.colours)
     rng = np.random.default_rng(seed)
     pts, w, sums = hist.points, hist.weights, hist.sums
@@ -693,8 +693,8 @@ def fit_labeller(
     n_swaps = min(MAX_SWAPS, SWAP_BUDGET // (k * pts.shape[0]))
     if n_swaps and k > 1:
         centres = improve_by_swaps(pts, w, sums, centres, tries=n_swaps, max_iter=max_iter, tol=tol_abs)
-    if hist.cell_of is not None and hist.n_distinct <= MAX_EXACT_LLOYD:
-        n_exact = max(EXACT_MIN_ITER, EXACT_BUDGET // (k * hist.n_distinct))
+    if hist.cell_of is not None and hist.n_colours <= MAX_EXACT_LLOYD:
+        n_exact = max(EXACT_MIN_ITER, EXACT_BUDGET // (k * hist.n_colours))
         centres = _lloyd_exact_colours(hist, centres, max_iter=min(max_iter, n_exact), tol=tol_abs * EXACT_TOL_SHARE)
     palette = np.clip(np.rint(centres), 0, 255).astype(np.uint8)
     return _labeller(hist, palette, polish=POLISH_STEPS if k >= POLISH_MIN_K else 0)

@@ -125,8 +125,8 @@ def test_reduction_costs_under_one_percent(seed, k):
     # colours may not make the result more than 1% worse.
     img = photo_like(150, 200, seed=seed)
     exact = colour_histogram(img, max_points=None)
-    reduced = colour_histogram(img, max_points=exact.n_distinct - 1)
-    assert reduced.bits == 6 and reduced.points.shape[0] < exact.n_distinct
+    reduced = colour_histogram(img, max_points=exact.n_colours - 1)
+    assert reduced.bits == 6 and reduced.points.shape[0] < exact.n_colours
     a = fit_palette(exact, k, seed=seed)
     b = fit_palette(reduced, k, seed=seed)
     check_fit(img, b, k)
