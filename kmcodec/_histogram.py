@@ -145,7 +145,7 @@ class ImageHistogram:
         return self.pixels.shape[0] * self.pixels.shape[1]
 
     @property
-    def n_distinct(self) -> int:
+    def n_colours(self) -> int:
         """U, the number of distinct colours in the image."""
         return self.keys.size
 

@@ -120,7 +120,7 @@ def smallest_k_for_psnr(
     """The smallest k whose fit reaches `target` dB (module docstring: doubling, then bisection)."""
     if not (isinstance(target, (int, float)) and math.isfinite(target) and target > 0):
         raise ParameterError(f"psnr target: {target!r}, allowed a number of dB > 0")
-    top = min(hist.n_distinct, layout.MAX_K)  # k = U colours is lossless, when U <= MAX_K
+    top = min(hist.n_colours, layout.MAX_K)  # k = U colours is lossless, when U <= MAX_K
     fits: dict[int, PaletteFit] = {}
     trials: list[Trial] = []
 
@@ -187,8 +187,8 @@ def k_for_bytes(hist: ImageHistogram, max_bytes: int, settings: FitSettings = Fi
     h, w, c = hist.pixels.shape
     k = largest_k_for_bytes(max_bytes, w, h, c)
     size = layout.size_formula(w, h, k, c).total_bytes
-    if hist.n_distinct <= k:
-        k = hist.n_distinct
+    if hist.n_colours <= k:
+        k = hist.n_colours
         fit = settings.fit(hist, k)
         reason = (
             f"the image has {k} colours and k={k} fits {max_bytes} bytes:"
@@ -224,7 +224,7 @@ def k_for_compressed_bytes(
         return fits[k][1]
 
     good, bad = start.k, None
-    limit = min(layout.MAX_K, hist.n_distinct)
+    limit = min(layout.MAX_K, hist.n_colours)
     while bad is None and good < limit:
         k = min(2 * good, limit)
         if coded(k) <= max_bytes:
@@ -267,8 +267,8 @@ def elbow(ks: Sequence[int], costs: Sequence[float]) -> int:
 
 def auto_k(hist: ImageHistogram, settings: FitSettings = FitSettings(), *, on_trial: OnTrial | None = None) -> Choice:
     """The elbow of the cost curve over k = 2..16 (module docstring)."""
-    if hist.n_distinct <= AUTO_KS[-1]:
-        k = hist.n_distinct
+    if hist.n_colours <= AUTO_KS[-1]:
+        k = hist.n_colours
         reason = f"the image has only {k} colours: k={k} is lossless"
         return Choice("auto", k, reason, settings.fit(hist, k))
     trials, fits = [], {}
@@ -290,7 +290,7 @@ def fixed_k(hist: ImageHistogram, k: int, settings: FitSettings = FitSettings())
     reason = f"k={k} as given"
     if fit.k < k:
         reason += f"; the palette came out with {fit.k} colour{'s' if fit.k > 1 else ''}" + (
-            " (the image has no more)" if hist.n_distinct <= k else ""
+            " (the image has no more)" if hist.n_colours <= k else ""
         )
     return Choice("k", k, reason, fit)
 

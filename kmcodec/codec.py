@@ -25,6 +25,8 @@ from .pixels import Pixels, to_pixels
 # Sentinel: "use Pillow's Image.MAX_IMAGE_PIXELS as it is when decode is called".
 PILLOW_LIMIT = object()
 
+# Pillow's mode for each channel count (KmqImage.mode; the plugin above 256 colours).
+# Pillow's names, not the spec's, so not in layout, which stays Pillow-free.
 PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 
 

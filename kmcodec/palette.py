@@ -520,12 +520,12 @@ class Labeller:
         d = chunk.astype(np.int32) - self.palette.astype(np.int32)[labels]
         return int(np.einsum("ij,ij->", d, d, dtype=np.int64))
 
-    def fit(self, hist: ImageHistogram) -> PaletteFit:
-        """Label every pixel of the histogram's image: the :class:`PaletteFit`."""
-        h, w, _ = hist.pixels.shape
+    def fit(self, pixels: np.ndarray) -> PaletteFit:
+        """Label every pixel of an (H, W, C) uint8 image: the :class:`PaletteFit`."""
+        h, w, _ = pixels.shape
         labels = np.empty(h * w, dtype=self.table.dtype)
         cost = 0
-        for start, chunk in iter_pixel_chunks(hist.pixels):
+        for start, chunk in iter_pixel_chunks(pixels):
             lab = self.label(chunk, out=labels[start : start + chunk.shape[0]])
             if self.cost is None:
                 cost += self.chunk_cost(chunk, lab)
@@ -632,7 +632,7 @@ def fit_palette(
     PaletteFit
     """
     hist = pixels if isinstance(pixels, ImageHistogram) else colour_histogram(_check_pixels(pixels))
-    return fit_labeller(hist, k, seed=seed, n_init=n_init, max_iter=max_iter, tol=tol).fit(hist)
+    return fit_labeller(hist, k, seed=seed, n_init=n_init, max_iter=max_iter, tol=tol).fit(hist.pixels)
 
 
 def fit_labeller(
@@ -650,7 +650,7 @@ def fit_labeller(
     max_iter = _check_int("max_iter", max_iter, 1)
     if not (isinstance(tol, (int, float)) and tol >= 0):
         raise ParameterError(f"tol: {tol!r}, allowed a number >= 0")
-    if hist.n_distinct <= k:
+    if hist.n_colours <= k:
         return _labeller(hist, hist.colours)
     rng = np.random.default_rng(seed)
     pts, w, sums = hist.points, hist.weights, hist.sums
@@ -693,8 +693,8 @@ def fit_labeller(
     n_swaps = min(MAX_SWAPS, SWAP_BUDGET // (k * pts.shape[0]))
     if n_swaps and k > 1:
         centres = improve_by_swaps(pts, w, sums, centres, tries=n_swaps, max_iter=max_iter, tol=tol_abs)
-    if hist.cell_of is not None and hist.n_distinct <= MAX_EXACT_LLOYD:
-        n_exact = max(EXACT_MIN_ITER, EXACT_BUDGET // (k * hist.n_distinct))
+    if hist.cell_of is not None and hist.n_colours <= MAX_EXACT_LLOYD:
+        n_exact = max(EXACT_MIN_ITER, EXACT_BUDGET // (k * hist.n_colours))
         centres = _lloyd_exact_colours(hist, centres, max_iter=min(max_iter, n_exact), tol=tol_abs * EXACT_TOL_SHARE)
     palette = np.clip(np.rint(centres), 0, 255).astype(np.uint8)
     return _labeller(hist, palette, polish=POLISH_STEPS if k >= POLISH_MIN_K else 0)
@@ -791,6 +791,5 @@ def assign_labels(pixels: np.ndarray, palette: np.ndarray) -> np.ndarray:
         )
     _check_int("k", palette.shape[0], MIN_K, MAX_K)
     keys = distinct_keys(pixels)
-    hist = ImageHistogram(pixels, keys, None, None, None, None, None)
     colour_labels, _ = nearest_exact(unpack_keys(keys, pixels.shape[2]), palette)
-    return _colour_labeller(keys, palette.copy(), colour_labels, 0.0).fit(hist).labels
+    return _colour_labeller(keys, palette.copy(), colour_labels, 0.0).fit(pixels).labels

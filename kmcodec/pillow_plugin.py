@@ -44,7 +44,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImagePalette
 
 from . import container, layout
-from .codec import decode, encode, pack
+from .codec import PIL_MODES, decode, encode, pack
 from .errors import KmqError
 
 FORMAT = "KMQ"
@@ -62,7 +62,7 @@ def pil_mode(header: container.Header) -> str:
     """The mode ``Image.open`` gives a file with this header (module docstring table)."""
     if header.k <= MAX_P_COLOURS:
         return "P"
-    return {1: "L", 3: "RGB", 4: "RGBA"}[header.channels]
+    return PIL_MODES[header.channels]
 
 
 class KmqImageFile(ImageFile.ImageFile):

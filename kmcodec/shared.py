@@ -46,6 +46,12 @@ _WIDEN = {
 MIN_MERGE_COLOURS = 1 << 20
 
 
+def _check_widening(channels: int, to: int) -> None:
+    """Refuse a channel change that is not an exact widening (_WIDEN): pixels and histograms alike."""
+    if (channels, to) not in _WIDEN:
+        raise ParameterError(f"cannot widen {channels_text(channels)} channels to {channels_text(to)}")
+
+
 def image_pixels(image: "np.ndarray | Image.Image | str | os.PathLike[str] | Pixels") -> Pixels:
     """An array, Pillow image, path or Pixels as encoder input (paths read at the edge)."""
     if isinstance(image, Pixels):
@@ -62,8 +68,7 @@ def widen_pixels(pixels: np.ndarray, channels: int) -> np.ndarray:
     c = pixels.shape[2]
     if c == channels:
         return pixels
-    if (c, channels) not in _WIDEN:
-        raise ParameterError(f"cannot widen {channels_text(c)} channels to {channels_text(channels)}")
+    _check_widening(c, channels)
     out = np.empty(pixels.shape[:2] + (channels,), np.uint8)
     out[:, :, :3] = pixels[:, :, :1] if c == 1 else pixels[:, :, :3]
     if channels == 4:
@@ -122,8 +127,7 @@ class ColourHistogram:
         """The same counts with colours widened to ``channels`` (module docstring)."""
         if channels == self.channels:
             return self
-        if (self.channels, channels) not in _WIDEN:
-            raise ParameterError(f"cannot widen {channels_text(self.channels)} channels to {channels_text(channels)}")
+        _check_widening(self.channels, channels)
         return ColourHistogram(channels, _WIDEN[self.channels, channels](self.keys), self.counts)
 
     @staticmethod

@@ -125,8 +125,8 @@ def test_reduction_costs_under_one_percent(seed, k):
     # colours may not make the result more than 1% worse.
     img = photo_like(150, 200, seed=seed)
     exact = colour_histogram(img, max_points=None)
-    reduced = colour_histogram(img, max_points=exact.n_distinct - 1)
-    assert reduced.bits == 6 and reduced.points.shape[0] < exact.n_distinct
+    reduced = colour_histogram(img, max_points=exact.n_colours - 1)
+    assert reduced.bits == 6 and reduced.points.shape[0] < exact.n_colours
     a = fit_palette(exact, k, seed=seed)
     b = fit_palette(reduced, k, seed=seed)
     check_fit(img, b, k)
@@ -415,7 +415,7 @@ def test_unused_entries_are_dropped_from_the_palette():
 
     img = np.array([[[0], [10], [10], [200]]], np.uint8)
     hist = colour_histogram(img)
-    fit = _labeller(hist, np.array([[0], [10], [100], [200], [255]], np.uint8)).fit(hist)
+    fit = _labeller(hist, np.array([[0], [10], [100], [200], [255]], np.uint8)).fit(img)
     assert fit.palette.ravel().tolist() == [0, 10, 200]
     assert fit.labels.tolist() == [[0, 1, 1, 2]]
 
@@ -430,7 +430,7 @@ def test_unused_entries_are_dropped_when_colours_are_not_counted(monkeypatch):
     hist = colour_histogram(img, max_points=300)
     assert hist.counts is None
     palette = np.array([[20, 20, 20], [100, 100, 100], [250, 250, 250], [255, 0, 255]], np.uint8)
-    fit = _labeller(hist, palette).fit(hist)
+    fit = _labeller(hist, palette).fit(img)
     assert fit.palette.tolist() == [[20, 20, 20], [100, 100, 100]]
     check_fit(img, fit, 4)
 

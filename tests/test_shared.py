@@ -96,6 +96,16 @@ def test_grey_and_rgb_merge_by_widening_grey():
     assert h == widened and h.channels == 3
 
 
+@pytest.mark.parametrize(
+    "narrow",
+    [lambda: shared.widen_pixels(SET[0], 1), lambda: HISTS[0].widened(1)],
+    ids=["pixels", "histogram"],
+)
+def test_rejects_a_channel_change_that_is_not_a_widening(narrow):
+    with pytest.raises(kmcodec.ParameterError, match=r"^cannot widen 3 \(RGB\) channels to 1 \(grey\)$"):
+        narrow()
+
+
 def test_empty_set_is_refused():
     with pytest.raises(kmcodec.ImageInputError, match="none given"):
         fit_shared_palette([], 4)
