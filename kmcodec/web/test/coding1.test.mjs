@@ -82,7 +82,14 @@ if (manifestPath) {
     test(item.name, () => {
       const bytes = new Uint8Array(readFileSync(join(root, item.file)));
       if (item.rule === null) {
-        const labels = decode(bytes);
+        let labels;
+        try {
+          labels = decode(bytes);
+        } catch (e) {
+          // A check libzstd may skip and fzstd makes (kmcodec/web/vendor/README.md): the manifest names its message.
+          if (item.tolerate && e instanceof KmqStreamError && e.rule === 10 && e.message.includes(item.tolerate)) return;
+          throw e;
+        }
         const raw = readFileSync(join(root, item.labels));
         const want = new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength / 2);
         assert.equal(labels.length, want.length);
