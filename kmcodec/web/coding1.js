@@ -12,7 +12,8 @@
 // Method 2 (§11.13) is method 0 with packed tables (PackedTables) and escape
 // ranks counted from the entry nearest the neighbours' mean colour (nearestToMean).
 // A stream whose method byte is 1 is one Zstandard frame instead (§11.11):
-// decodeZstdLabels walks its headers (steps 1–3), then fzstd decompresses it.
+// decodeZstdLabels walks its headers (steps 1–3), then fzstd decompresses it,
+// patched to reject what RFC 8878 calls corrupt (vendor/README.md); any exception it throws is rule 10.
 // A rejection throws a KmqStreamError carrying the rule number of §7 (10–13)
 // and the class name the spec gives it.
 //

@@ -75,6 +75,11 @@ test("a rejection carries the rule number and the spec's class name", () => {
   assert.throws(() => decode(bytes), (e) => e instanceof KmqStreamError && e.rule === 10 && e.name === "StreamStructureError" && /method/.test(e.message));
 });
 
+/** A rejection the manifest allows instead: a check libzstd may skip and fzstd makes (kmcodec/web/vendor/README.md). */
+function tolerated(item, e) {
+  return Boolean(item.tolerate) && e instanceof KmqStreamError && e.rule === 10 && e.message.includes(item.tolerate);
+}
+
 const manifestPath = process.env.KMQ_CODING1_MANIFEST;
 if (manifestPath) {
   const root = dirname(manifestPath);
@@ -82,7 +87,13 @@ if (manifestPath) {
     test(item.name, () => {
       const bytes = new Uint8Array(readFileSync(join(root, item.file)));
       if (item.rule === null) {
-        const labels = decode(bytes);
+        let labels;
+        try {
+          labels = decode(bytes);
+        } catch (e) {
+          if (tolerated(item, e)) return;
+          throw e;
+        }
         const raw = readFileSync(join(root, item.labels));
         const want = new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength / 2);
         assert.equal(labels.length, want.length);
@@ -91,6 +102,7 @@ if (manifestPath) {
         }
       } else {
         assert.throws(() => decode(bytes), (e) => {
+          if (tolerated(item, e)) return true;
           assert.ok(e instanceof KmqStreamError, `not a KmqStreamError: ${e}`);
           assert.deepEqual([e.rule, e.name], [item.rule, item.error], e.message);
           return true;

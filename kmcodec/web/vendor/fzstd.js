@@ -1,5 +1,13 @@
 // fzstd 0.1.1 (MIT, see LICENSE-fzstd beside this file): a Zstandard (RFC 8878) decoder in JavaScript.
-// Vendored unchanged from the package's esm/index.mjs; coding1.js uses its decompress() for method 1 (spec §11.11).
+// Vendored from the package's esm/index.mjs; coding1.js uses its Decompress for method 1 (spec §11.11).
+// Patched by kmcodec so that it rejects what RFC 8878 calls corrupt and libzstd rejects, where 0.1.1 decoded
+// something instead; each patch is marked "kmcodec patch N" where it sits, and README.md beside this file
+// says why: 1 codes above a table's largest symbol; 2 a Huffman FSE table overrunning its description;
+// 3 Huffman weights without a pair of longest codes; 4 Regenerated_Size above Block_Maximum_Size; 5 a literals
+// section overrunning its block; 6 a sequences section outside its block, or bytes after 0 sequences;
+// 7 Offset_Code 31 read as unsigned; 8 a sequence bitstream not read exactly to its first bit; 9 too few
+// literals, offset 0 or beyond the bytes decoded, a block over Block_Maximum_Size; 10 a message of its own
+// for a Huffman-coded stream that does not end exactly.
 // Some numerical data is initialized as -1 even when it doesn't need initialization to help the JIT infer types
 // aliases for shorter compressed code (most minifers don't do this)
 var ab = ArrayBuffer, u8 = Uint8Array, u16 = Uint16Array, i16 = Int16Array, u32 = Uint32Array, i32 = Int32Array;
@@ -109,6 +117,7 @@ var rzfh = function (dat, w) {
             y: 0,
             l: 0,
             d: di,
+            p: 0,
             w: (w && w != 1) ? w : buf.subarray(12),
             e: ws,
             o: new i32(buf.buffer, 0, 3),
@@ -131,7 +140,7 @@ var msb = function (val) {
     return bits - 1;
 };
 // read finite state entropy
-var rfse = function (dat, bt, mal) {
+var rfse = function (dat, bt, mal, msym) {
     // table pos
     var tpos = (bt << 3) + 4;
     // accuracy log
@@ -187,7 +196,8 @@ var rfse = function (dat, bt, mal) {
             } while (re == 3);
         }
     }
-    if (sym > 255 || probs)
+    // kmcodec patch 1, RFC 8878 §4.1.1, §3.1.1.3.2.1: no symbol above the table's largest code (35 LL, 31 OF, 52 ML).
+    if (sym > (msym || 255) || probs)
         err(0);
     var sympos = 0;
     // sym step (coprime with sz - formula from zstd source)
@@ -242,6 +252,9 @@ var rhu = function (dat, bt) {
         // end byte, fse decode table
         var _a = rfse(dat, bt + 1, 6), ebt = _a[0], fdt = _a[1];
         bt += hb;
+        // kmcodec patch 2, RFC 8878 §4.2.1.2: the FSE table and a bitstream fit in the Compressed_Size bytes.
+        if (ebt > bt)
+            err(0);
         var epos = ebt << 3;
         // last byte
         var lb = dat[bt];
@@ -305,6 +318,10 @@ var rhu = function (dat, bt) {
         var wt = hw[i];
         ++rc[hw[i] = wt && (mb + 1 - wt)];
     }
+    // kmcodec patch 3, RFC 8878 §4.2.1.3: the prefix codes of Max_Number_of_Bits (weight 1) come in pairs, at
+    // least one pair: libzstd's HUF_readStats rejects weights without one.
+    if (rc[mb] < 2 || rc[mb] & 1)
+        err(0);
     // huf buf
     var hbuf = new u8(ts << 1);
     //    symbols                      num bits
@@ -377,8 +394,9 @@ var dhu = function (dat, out, hu) {
         out[++i] = hu.s[st];
         pos -= (btr = hu.n[st]);
     }
+    // kmcodec patch 10: a message of its own, for libzstd accepts some of these (see README.md beside this file).
     if (pos != eb || i + 1 != ss)
-        err(0);
+        err(0, 'a Huffman-coded stream does not end at its first bit after its symbols (RFC 8878 §4.2.2)');
 };
 // decode huffman stream 4x
 // TODO: use workers to parallelize
@@ -404,6 +422,7 @@ var rzb = function (dat, st, out) {
         if (bt >= dat.length)
             return;
         st.b = bt + 1;
+        st.p += sz;
         if (out) {
             fill(out, dat[bt], st.y, st.y += sz);
             return out;
@@ -414,6 +433,7 @@ var rzb = function (dat, st, out) {
         return;
     if (btype == 0) {
         st.b = ebt;
+        st.p += sz;
         if (out) {
             out.set(dat.subarray(bt, ebt), st.y);
             st.y += sz;
@@ -442,10 +462,16 @@ var rzb = function (dat, st, out) {
                 lss |= (dat[++bt] << 4) | ((dat[++bt] & 63) << 12), lcs = (dat[bt] >> 6) | (dat[++bt] << 2) | (dat[++bt] << 10);
         }
         ++bt;
+        // kmcodec patch 4, RFC 8878 §3.1.1.3.1.1, §3.1.1.2.4: Regenerated_Size is at most Block_Maximum_Size.
+        if (lss > st.m)
+            err(0);
         // add literals to end - can never overlap with backreferences because unused literals always appended
         var buf = out ? out.subarray(st.y, st.y + st.m) : new u8(st.m);
         // starting point for literals
         var spl = buf.length - lss;
+        // kmcodec patch 5, RFC 8878 §3.1.1.3.1: the literals section ends inside the block.
+        if (lbt == 0 && bt + lss > ebt || lbt == 1 && bt >= ebt || lbt > 1 && bt + lcs > ebt)
+            err(0);
         if (lbt == 0)
             buf.set(dat.subarray(bt, bt += lss), spl);
         else if (lbt == 1)
@@ -457,6 +483,8 @@ var rzb = function (dat, st, out) {
                 var hud = rhu(dat, bt);
                 // subtract description length
                 lcs += bt - (bt = hud[0]);
+                if (lcs < 1)
+                    err(0);
                 st.h = hu = hud[1];
             }
             else if (!hu)
@@ -464,7 +492,13 @@ var rzb = function (dat, st, out) {
             (s4 ? dhu4 : dhu)(dat.subarray(bt, bt += lcs), buf.subarray(spl), hu);
         }
         // num sequences
+        // kmcodec patch 6, RFC 8878 §3.1.1.3.2.1: the sequences section header lies inside the block, and with
+        // Number_of_Sequences = 0 the block ends right after it.
+        if (bt >= ebt)
+            err(0);
         var ns = dat[bt++];
+        if (!ns && bt != ebt)
+            err(0);
         if (ns) {
             if (ns == 255)
                 ns = (dat[bt++] | (dat[bt++] << 8)) + 0x7F00;
@@ -472,13 +506,16 @@ var rzb = function (dat, st, out) {
                 ns = ((ns - 128) << 8) | dat[bt++];
             // symbol compression modes
             var scm = dat[bt++];
-            if (scm & 3)
+            if (scm & 3 || bt > ebt)
                 err(0);
             var dts = [dmlt, doct, dllt];
             for (var i = 2; i > -1; --i) {
                 var md = (scm >> ((i << 1) + 2)) & 3;
                 if (md == 1) {
                     // rle buf
+                    // kmcodec patch 1 (RLE_Mode, RFC 8878 §3.1.1.3.2.1): the code is at most the table's largest.
+                    if (dat[bt] > [52, 31, 35][i])
+                        err(0);
                     var rbuf = new u8([0, 0, dat[bt++]]);
                     dts[i] = {
                         s: rbuf.subarray(2, 3),
@@ -489,7 +526,7 @@ var rzb = function (dat, st, out) {
                 }
                 else if (md == 2) {
                     // accuracy log 8 for offsets, 9 for others
-                    _a = rfse(dat, bt, 9 - (i & 1)), bt = _a[0], dts[i] = _a[1];
+                    _a = rfse(dat, bt, 9 - (i & 1), [52, 31, 35][i]), bt = _a[0], dts[i] = _a[1];
                 }
                 else if (md == 3) {
                     if (!st.t)
@@ -498,6 +535,9 @@ var rzb = function (dat, st, out) {
                 }
             }
             var _b = st.t = dts, mlt = _b[0], oct = _b[1], llt = _b[2];
+            // kmcodec patch 6: the tables end before the block does, leaving the bitstream at least a byte.
+            if (bt >= ebt)
+                err(0);
             var lb = dat[ebt - 1];
             if (!lb)
                 err(0);
@@ -515,18 +555,23 @@ var rzb = function (dat, st, out) {
                 var ofc = oct.s[ost];
                 var obtr = oct.n[ost];
                 cbt = (spos -= ofc) >> 3;
-                var ofp = 1 << ofc;
+                // kmcodec patch 7: unsigned, so that Offset_Code 31 gives an offset too large rather than a negative one.
+                var ofp = (1 << ofc) >>> 0;
                 var off = ofp + (((dat[cbt] | (dat[cbt + 1] << 8) | (dat[cbt + 2] << 16) | (dat[cbt + 3] << 24)) >>> (spos & 7)) & (ofp - 1));
                 cbt = (spos -= mlb[mlc]) >> 3;
                 var ml = mlbl[mlc] + (((dat[cbt] | (dat[cbt + 1] << 8) | (dat[cbt + 2] << 16)) >> (spos & 7)) & ((1 << mlb[mlc]) - 1));
                 cbt = (spos -= llb[llc]) >> 3;
                 var ll = llbl[llc] + (((dat[cbt] | (dat[cbt + 1] << 8) | (dat[cbt + 2] << 16)) >> (spos & 7)) & ((1 << llb[llc]) - 1));
+                // kmcodec patch 8, RFC 8878 §3.1.1.3.2 (decoding sequences): the last sequence updates no state,
+                // so the bitstream ends exactly at its first bit (checked after the loop).
+                if (ns > 1) {
                 cbt = (spos -= lbtr) >> 3;
                 lst = llt.t[lst] + (((dat[cbt] | (dat[cbt + 1] << 8)) >> (spos & 7)) & ((1 << lbtr) - 1));
                 cbt = (spos -= mbtr) >> 3;
                 mst = mlt.t[mst] + (((dat[cbt] | (dat[cbt + 1] << 8)) >> (spos & 7)) & ((1 << mbtr) - 1));
                 cbt = (spos -= obtr) >> 3;
                 ost = oct.t[ost] + (((dat[cbt] | (dat[cbt + 1] << 8)) >> (spos & 7)) & ((1 << obtr) - 1));
+                }
                 if (off > 3) {
                     st.o[2] = st.o[1];
                     st.o[1] = st.o[0];
@@ -544,6 +589,11 @@ var rzb = function (dat, st, out) {
                     else
                         off = st.o[0];
                 }
+                // kmcodec patch 9, RFC 8878 §3.1.1.4-5: a sequence takes no more literals than are left, its
+                // offset is neither 0 nor beyond the bytes decoded so far, and the block outputs at most
+                // Block_Maximum_Size bytes (the match must not reach the literals still to be copied).
+                if (spl + ll > buf.length || !off || off > st.p + oubt + ll || oubt + ml > spl)
+                    err(0);
                 for (var i = 0; i < ll; ++i) {
                     buf[oubt + i] = buf[spl + i];
                 }
@@ -564,6 +614,9 @@ var rzb = function (dat, st, out) {
                 }
                 oubt += ml;
             }
+            // kmcodec patch 8: the bitstream was read to its first bit, no further, no less.
+            if (spos != bt << 3)
+                err(0);
             if (oubt != spl) {
                 while (spl < buf.length) {
                     buf[oubt++] = buf[spl++];
@@ -571,12 +624,14 @@ var rzb = function (dat, st, out) {
             }
             else
                 oubt = buf.length;
+            st.p += oubt;
             if (out)
                 st.y += oubt;
             else
                 buf = slc(buf, 0, oubt);
         }
         else if (out) {
+            st.p += lss;
             st.y += lss;
             if (spl) {
                 for (var i = 0; i < lss; ++i) {
@@ -584,8 +639,11 @@ var rzb = function (dat, st, out) {
                 }
             }
         }
-        else if (spl)
-            buf = slc(buf, spl);
+        else {
+            st.p += lss;
+            if (spl)
+                buf = slc(buf, spl);
+        }
         st.b = ebt;
         return buf;
     }
