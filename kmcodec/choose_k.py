@@ -269,7 +269,7 @@ def auto_k(hist: ImageHistogram, settings: FitSettings = FitSettings(), *, on_tr
     """The elbow of the cost curve over k = 2..16 (module docstring)."""
     if hist.n_colours <= AUTO_KS[-1]:
         k = hist.n_colours
-        reason = f"the image has only {k} colours: k={k} is lossless"
+        reason = f"the image has only {k} colour{'s' if k > 1 else ''}: k={k} is lossless"
         return Choice("auto", k, reason, settings.fit(hist, k))
     trials, fits = [], {}
     for k in AUTO_KS:

@@ -189,7 +189,7 @@ def summary_line(s: dict) -> str:
         f"{s['input']} -> {s['output']}: {s['bytes']} bytes, {k_text}, {s['bits_per_pixel']} bits/pixel,"
         f" formula {s['formula_bits']} bits + {layout.OVERHEAD} B = {s['formula_bytes']} B"
         f" ({coding_text(s)}),"
-        f" {s['ratio']:.2f}x smaller than raw {8 * s['channels']}-bit, MSE {s['mse']:.2f}, {psnr_text},"
+        f" {ratio_text(s['ratio'])} raw {8 * s['channels']}-bit, MSE {s['mse']:.2f}, {psnr_text},"
         f" {s['seconds']:.2f} s"
     )
     if not s["input_exact"]:
@@ -198,6 +198,11 @@ def summary_line(s: dict) -> str:
     if s["method"] != "k":
         line += f"; why k={s['requested_k']}: {s['reason']}"
     return line
+
+
+def ratio_text(ratio: float) -> str:
+    """Raw pixel bytes / file bytes in words: '4.00x smaller than', or for a file past its pixels '10.33x larger than'."""
+    return f"{ratio:.2f}x smaller than" if ratio >= 1 else f"{1 / ratio:.2f}x larger than"
 
 
 def coding_text(s: dict) -> str:
@@ -309,7 +314,7 @@ def encode_many(jobs: list[Job], options: EncodeOptions, args: argparse.Namespac
         print(json.dumps(document, indent=2))
     if args.quiet:
         return 1 if failed else 0
-    ratio = f" ({totals['ratio']:.2f}x smaller than raw)" if written else ""
+    ratio = f" ({ratio_text(totals['ratio'])} raw)" if written else ""
     print(
         f"kmq: encoded {len(done)} of {len(jobs)} files, {len(failed)} failed: {written} bytes from {raw} raw{ratio},"
         f" {totals['seconds']:.2f} s with {min(workers, len(jobs))} worker{'s' if min(workers, len(jobs)) > 1 else ''}",
@@ -537,9 +542,27 @@ def run_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+# The path arguments, by direction: kmq has no stdin/stdout mode, so '-' in them is refused (refuse_dash).
+INPUT_ARGS = ("input", "palette")
+OUTPUT_ARGS = ("output", "out_dir", "labels", "masks", "plot", "sheet")
+
+
+def refuse_dash(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """A usage error for '-' as a path: unrefused, it would read "no such file" or write a file named '-'."""
+    sub = getattr(args, "usage", parser)
+    for name in OUTPUT_ARGS:
+        if getattr(args, name, None) == "-":
+            sub.error("'-' is not stdout: kmq writes named files only (./- names a file called '-')")
+    for name in INPUT_ARGS:
+        value = getattr(args, name, None)
+        if "-" in (value if isinstance(value, list) else [value]) and not os.path.lexists("-"):
+            sub.error("'-' is not stdin: kmq reads named files only")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    refuse_dash(args, parser)
     if args.command == "encode":
         check_encode_usage(args)
     try:

@@ -111,8 +111,10 @@ def load_image(path: "str | os.PathLike[str]", frame: int | None = None) -> Pixe
                 raise ImageInputError(f"cannot read {path}: frame {frame + 1}, it has {frames}")
             if frame:
                 image.seek(frame)
-            image.load()
-            pixels = to_pixels(image)
+            try:
+                pixels = to_pixels(image)  # loads the image, after reading the file's sample format from its tile
+            except ImageInputError as exc:  # a value the 8-bit rules refuse: say which file holds it
+                raise ImageInputError(f"{path}: {exc}") from None
             if frames > 1:
                 note = f"first of {frames} frames" if frame is None else f"frame {frame + 1} of {frames}"
                 pixels = Pixels(pixels.array, pixels.notes + (note,))

@@ -32,6 +32,9 @@ from .errors import ImageInputError
 GREY_MODES = {"1", "L", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 WIDE_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N", "F"}  # read as arrays, then the array rules
 ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
+PREMULTIPLIED = {"La": "LA", "RGBa": "RGBA"}  # Pillow converts La to nothing but LA
+# Sample layouts of files with 16-bit samples that Pillow reads into an 8-bit mode (no wide colour modes exist).
+NARROWED_LAYOUTS = {"L", "LA", "RGB", "RGBA", "RGBX"}
 ORIENTATION = 0x0112  # the EXIF tag number
 # Rows per chunk when scanning or measuring an array: bounds the float temporaries.
 SCAN_PIXELS = 1 << 18
@@ -99,22 +102,29 @@ def as_channels_last(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def value_range(array: np.ndarray) -> tuple[float, float]:
-    """(min, max) of an array, scanned in row bands; refuses NaN and inf with their count and first place."""
+def describe(array: np.ndarray, mode: str | None = None) -> str:
+    """How an error names the input: its Pillow mode and size for an image, its shape and dtype for an array."""
+    if mode is not None:
+        return f"mode {mode} image {array.shape[1]}x{array.shape[0]} ({array.dtype})"
+    return f"array shape {array.shape} dtype {array.dtype}"
+
+
+def value_range(array: np.ndarray, mode: str | None = None) -> tuple[float, float]:
+    """(min, max) of an array, scanned in row bands; refuses NaN and inf with their first place."""
     lo, hi = np.inf, -np.inf
     floating = array.dtype.kind == "f"
     for y, band in iter_row_bands(array, max(1, SCAN_PIXELS // max(1, array.shape[1]))):
         if floating and not np.isfinite(band).all():
-            raise _non_finite(array, band, y)
+            raise _non_finite(array, band, y, mode)
         lo = min(lo, float(band.min()))
         hi = max(hi, float(band.max()))
     return lo, hi
 
 
-def _non_finite(array: np.ndarray, band: np.ndarray, y0: int) -> ImageInputError:
+def _non_finite(array: np.ndarray, band: np.ndarray, y0: int, mode: str | None) -> ImageInputError:
     y, x = (int(i) for i in np.argwhere(~np.isfinite(band))[0][:2])
     return ImageInputError(
-        f"array shape {array.shape} dtype {array.dtype} holds NaN or infinity, the first at (x={x}, y={y0 + y});"
+        f"{describe(array, mode)} holds NaN or infinity, the first at (x={x}, y={y0 + y});"
         " replace them before encoding"
     )
 
@@ -136,32 +146,28 @@ class Rule:
         return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
-def rule_for(array: np.ndarray) -> Rule:
-    """The documented 8-bit rule (module docstring) for this array's dtype and values."""
+def rule_for(array: np.ndarray, mode: str | None = None) -> Rule:
+    """The documented 8-bit rule (module docstring) for this array's dtype and values; `mode` names a Pillow source."""
     kind, name = array.dtype.kind, f"{array.dtype}"
     if array.dtype == np.uint8:
         return Rule(0.0, 1.0, None)
     if kind == "b":
         return Rule(0.0, 255.0, "bool mapped to 0/255")
     if kind in "ui":
-        lo, hi = value_range(array)
+        lo, hi = value_range(array, mode)
         if lo < 0 or hi > 65535:
-            raise ImageInputError(
-                f"array shape {array.shape} dtype {name} holds {lo:g}..{hi:g}; integer images must lie in 0..65535"
-            )
+            raise ImageInputError(f"{describe(array, mode)} holds {lo:g}..{hi:g}; integer images must lie in 0..65535")
         if hi <= 255:
             return Rule(0.0, 1.0, None if kind == "u" and array.itemsize == 1 else f"{name} values in 0..255 kept as 8-bit")
         return Rule(0.0, 255 / 65535, f"{name} scaled from 0..65535 to 8 bits (max {hi:g})")
     if kind == "f":
-        lo, hi = value_range(array)
+        lo, hi = value_range(array, mode)
         if lo >= 0 and hi <= 1:
             return Rule(0.0, 255.0, f"{name} data in [0, 1] scaled by 255 to 8 bits")
         if hi == lo:
             return Rule(lo, 0.0, f"{name} constant {lo:g} (outside [0, 1]) mapped to 0")
         return Rule(lo, 255 / (hi - lo), f"{name} data range {lo:g}..{hi:g} mapped to 0..255")
-    raise ImageInputError(
-        f"array shape {array.shape} dtype {name}: expected uint8, bool, integers in 0..65535 or finite floats"
-    )
+    raise ImageInputError(f"{describe(array, mode)}: expected uint8, bool, integers in 0..65535 or finite floats")
 
 
 def from_array(array: np.ndarray, notes: tuple[str, ...] = (), *, mode: str | None = None) -> Pixels:
@@ -172,7 +178,7 @@ def from_array(array: np.ndarray, notes: tuple[str, ...] = (), *, mode: str | No
     if not isinstance(array, np.ndarray):
         raise ImageInputError(f"expected a numpy array or a PIL image, got {type(array).__name__}")
     array = as_channels_last(array)
-    rule = rule_for(array)
+    rule = rule_for(array, mode)
     pixels = np.ascontiguousarray(rule.apply(array))
     if rule.note is None:
         return Pixels(pixels, notes)
@@ -196,9 +202,16 @@ def from_pil(image: Image.Image) -> Pixels:
 
     Grey modes stay grey (one channel, no 3x waste); an alpha channel is kept
     unless every pixel is opaque; palette images keep transparency as alpha.
-    Wide grey modes (I;16, I, F) follow the array rules.
+    Wide grey modes (I;16, I, F) follow the array rules. A file of 16-bit
+    colour or grey+alpha samples, which Pillow narrows on reading, is noted.
     """
-    notes: list[str] = []
+    narrowed = narrowed_layout(image)
+    notes = [f"16-bit {narrowed} file: Pillow reads the high byte of each sample"] if narrowed else []
+    image.load()
+    if narrowed == "LA" and image.mode == "RGBA":
+        image = image.convert("LA")  # Pillow widened the grey to R = G = B; the conversion gets it back exactly
+    if image.mode in PREMULTIPLIED:
+        image = image.convert(PREMULTIPLIED[image.mode])
     try:
         orientation = image.getexif().get(ORIENTATION, 1)
         if orientation != 1:
@@ -226,6 +239,24 @@ def from_pil(image: Image.Image) -> Pixels:
         array = array[:, :, :3]
         notes.append("alpha dropped: every pixel is opaque")
     return Pixels(from_array(np.ascontiguousarray(array)).array, tuple(notes))
+
+
+def narrowed_layout(image: Image.Image) -> str | None:
+    """The sample layout (RGB, RGBA, LA, ...) of a file of 16-bit samples that Pillow reads at 8 bits, else None.
+
+    Pillow has no 16-bit colour modes: it keeps the high byte of each sample of a
+    48-bit RGB or 64-bit RGBA PNG, and reads 16-bit grey+alpha as RGBA. Only the
+    tile of an image not yet loaded still names the file's samples ("RGB;16B").
+    """
+    tile = getattr(image, "tile", None)
+    if not tile or image.mode in WIDE_MODES:
+        return None
+    args = tile[0][3]
+    rawmode = args if isinstance(args, str) else args[0] if isinstance(args, tuple) and args else None
+    if not isinstance(rawmode, str):
+        return None
+    layout, _, bits = rawmode.partition(";")
+    return layout if layout in NARROWED_LAYOUTS and bits[:2] == "16" else None
 
 
 def to_pixels(image: "np.ndarray | Image.Image") -> Pixels:

@@ -76,6 +76,14 @@ def test_encode_fixed_k_writes_the_formula_size_and_summarises_on_stderr(work):
     assert (work / "photo.kmq").stat().st_size == kmcodec.size_formula(WIDTH, HEIGHT, 16, 3).total_bytes
 
 
+def test_summary_says_larger_when_the_file_outgrows_raw_pixels(work):
+    """A 1x1 image's 28-byte overhead makes its file bigger than its pixels: not "0.10x smaller"."""
+    result = kmq("encode", FIXTURES / "one_by_one.png", "-k", "1", "-o", "one.kmq", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert f"{(work / 'one.kmq').stat().st_size / 3:.2f}x larger than raw 24-bit" in result.stderr, result.stderr
+    assert "smaller than raw" not in result.stderr
+
+
 def test_encode_json_keys(work):
     summary = encode_json(work, "photo.png", "-k", "8", "-o", "out.kmq")
     assert set(summary) == ENCODE_KEYS

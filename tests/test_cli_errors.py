@@ -122,6 +122,10 @@ USAGE = [
     ("decode-max-pixels-not-an-integer", ["decode", "rgba.kmq", "--max-pixels", "lots"], "--max-pixels"),
     ("unknown-command", ["frobnicate"], "invalid choice"),
     ("no-command", [], "required"),
+    ("encode-output-dash", ["encode", "flat.png", "-k", "4", "-o", "-"], "'-' is not stdout"),
+    ("decode-labels-dash", ["decode", "rgba.kmq", "--labels", "-"], "'-' is not stdout"),
+    ("encode-input-dash", ["encode", "-", "-k", "4", "-o", "out.kmq"], "'-' is not stdin"),
+    ("info-input-dash", ["info", "-"], "'-' is not stdin"),
 ]
 
 

@@ -58,3 +58,12 @@ def test_exif_orientation_is_applied_and_noted_only_when_set():
     pixels = from_pil(rotated)
     assert pixels.array.shape[:2] == (3, 2)
     assert pixels.notes == ("EXIF orientation 6 applied",)
+
+
+@pytest.mark.parametrize(("mode", "channels"), [("La", 4), ("RGBa", 4)])
+def test_premultiplied_alpha_modes_are_accepted(mode, channels):
+    straight = Image.new("RGBA", (3, 2), (200, 100, 50, 128))
+    image = straight.convert("LA").convert(mode) if mode == "La" else straight.convert(mode)
+    pixels = from_pil(image)
+    assert pixels.channels == channels
+    assert pixels.array[0, 0, 3] == 128

@@ -1,8 +1,10 @@
 """Scientific and high-bit-depth input: the documented 8-bit rules, refusals, and errors against the original."""
 
 import json
+import struct
 import subprocess
 import sys
+import zlib
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image
 
 import kmcodec
+import kmcodec.files
 from kmcodec.errors import ImageInputError
 from kmcodec.pixels import from_array, to_pixels
 
@@ -188,3 +191,47 @@ def test_sweep_reports_both_errors_when_precision_was_lost(tmp_path):
     assert last["mse_8bit"] == 0 and last["psnr_8bit"] is None and last["mse"] > 0 and last["psnr"] is not None
     table = kmq("sweep", "f.tif", "--k", "2-3", cwd=tmp_path).stdout
     assert table.splitlines()[0].split()[-2:] == ["mse_8bit", "psnr_8bit"]
+
+
+# ------------------------------------------------------------------ 16-bit colour files Pillow narrows
+
+
+def write_16_bit_png(path, values, colour_type):
+    """A PNG of 16-bit samples (Pillow writes none with colour): 2 = RGB, 4 = grey + alpha, 6 = RGBA."""
+    height, width = values.shape[:2]
+    rows = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in values)
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_48_bit_png_says_pillow_kept_the_high_byte(tmp_path):
+    values = np.array([[[0, 300, 65535], [40000, 256, 511]]], np.uint16)
+    write_16_bit_png(tmp_path / "rgb48.png", values, 2)
+    with Image.open(tmp_path / "rgb48.png") as image:
+        pixels = to_pixels(image)
+    assert np.array_equal(pixels.array, (values >> 8).astype(np.uint8))
+    assert "16-bit RGB file: Pillow reads the high byte of each sample" in pixels.notes
+
+
+def test_16_bit_grey_alpha_png_stays_grey(tmp_path):
+    grey = np.array([[0, 1000, 65535]], np.uint16)
+    write_16_bit_png(tmp_path / "la16.png", np.stack([grey, np.full_like(grey, 65535)], -1), 4)
+    pixels = kmcodec.files.load_image(tmp_path / "la16.png")
+    assert pixels.channels == 1 and pixels.array[0, :, 0].tolist() == [0, 3, 255]
+    assert "16-bit LA file: Pillow reads the high byte of each sample" in pixels.notes
+
+
+def test_8_bit_png_gets_no_16_bit_note(tmp_path):
+    Image.new("RGB", (2, 2), (9, 9, 9)).save(tmp_path / "rgb.png")
+    assert kmcodec.files.load_image(tmp_path / "rgb.png").notes == ()
+
+
+def test_out_of_range_file_is_named_with_its_mode_not_as_an_array(tmp_path):
+    Image.fromarray(np.full((2, 3), 70000, np.int32), "I").save(tmp_path / "counts.tif")
+    result = kmq("encode", "counts.tif", "-k", "2", cwd=tmp_path)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("kmq: error: counts.tif: mode I image 3x2 (int32) holds 70000..70000;"), result.stderr
