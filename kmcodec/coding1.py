@@ -493,36 +493,50 @@ def band_symbols(labels: np.ndarray, escapes: EscapeOrder, kind: str, d: int, ys
     return band
 
 
-def pass_symbols(labels: np.ndarray, escapes: EscapeOrder, kind: str, d: int, ys: np.ndarray, xs: np.ndarray, offsets) -> PassSymbols:
-    """What one pass writes, in order: escape count and gaps, choices, escape ranks.
+def bands(kind: str, d: int, ys: np.ndarray, xs: np.ndarray, offsets) -> list[tuple]:
+    """A pass split into bands of whole rows of about BAND_PIXELS pixels, as `band_symbols` takes them.
 
-    Worked out BAND_PIXELS at a time (whole rows), so the encoder's memory does not
-    grow with the pass: a 12 MP image has passes of 3 million pixels.
+    A 12 MP image has passes of 3 million pixels; bands keep the encoder's
+    temporaries small whatever the pass.
     """
     rows = max(1, BAND_PIXELS // xs.size)
-    bands = [band_symbols(labels, escapes, kind, d, ys[r : r + rows], xs, offsets) for r in range(0, ys.size, rows)]
+    return [(kind, d, ys[r : r + rows], xs, offsets) for r in range(0, ys.size, rows)]
+
+
+def pass_symbols(parts: list[Band], group_: int) -> PassSymbols:
+    """What one pass writes, from its bands, in order: escape count and gaps, choices, escape ranks."""
     out = PassSymbols([], [], [], [])
-    before = np.cumsum([0] + [band.unanimous for band in bands])
+    before = np.cumsum([0] + [band.unanimous for band in parts])
     if before[-1]:
-        missed = np.concatenate([band.missed + first for band, first in zip(bands, before)])
+        missed = np.concatenate([band.missed + first for band, first in zip(parts, before)])
         out.emit_tokens(CTX_COUNT, [missed.size])
-        out.emit_tokens(CTX_GAP + group(kind, d), np.diff(missed, prepend=-1) - 1)
-    for band in bands:
+        out.emit_tokens(CTX_GAP + group_, np.diff(missed, prepend=-1) - 1)
+    for band in parts:
         out.extend(band.choices)
-    for band in bands:
+    for band in parts:
         out.extend(band.escapes)
     return out
 
 
 def encode_labels(labels: np.ndarray, palette: np.ndarray, method: int = METHOD_PACKED) -> bytes:
-    """The coding-1 label stream for a label map (height x width, every label < K), method 2 or 0."""
+    """The coding-1 label stream for a label map (height x width, every label < K), method 2 or 0.
+
+    The bands of all passes only read the labels, so on large images two threads
+    work them out (numpy releases the GIL in large array operations); they are
+    then written in file order.
+    """
     height, width = labels.shape
     k = palette.shape[0]
     labels = labels.astype(label_dtype(k), copy=False)
     escapes = EscapeOrder(palette, method)
-    # One pass at a time. Tried: two passes on two threads, ~15% faster on a 12 MP image,
-    # but 110 MB more peak memory at K = 256 (335 MB, over the encoder's budget).
-    parts = [pass_symbols(labels, escapes, *job) for job in passes(width, height)]
+    plan = [(group(kind, d), bands(kind, d, ys, xs, offsets)) for kind, d, ys, xs, offsets in passes(width, height)]
+    jobs = [job for _, pass_bands in plan for job in pass_bands]
+    if width * height >= 4 * THREAD_MIN_PIXELS:
+        with ThreadPoolExecutor(2) as pool:
+            done = iter(list(pool.map(lambda job: band_symbols(labels, escapes, *job), jobs)))
+    else:
+        done = iter([band_symbols(labels, escapes, *job) for job in jobs])
+    parts = [pass_symbols([next(done) for _ in pass_bands], group_) for group_, pass_bands in plan]
     counts = sum((part.counts() for part in parts), np.zeros(CONTEXTS * rans.TOKENS, np.int64)).reshape(CONTEXTS, rans.TOKENS)
     ctx_parts = [a for part in parts for a in part.contexts]
     sym_parts = [a for part in parts for a in part.symbols]

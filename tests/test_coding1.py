@@ -212,6 +212,19 @@ def test_encoder_bands_write_the_same_bytes(monkeypatch):
         assert [coding1.encode_labels(labels, palette) for palette, labels in cases] == whole
 
 
+def test_threaded_encode_writes_the_same_bytes(monkeypatch):
+    """Large images have their bands worked out on two threads; the stream must not change."""
+    cases = list(threaded_cases())
+    alone = [coding1.encode_labels(labels, palette) for palette, labels in cases]
+    monkeypatch.setattr(coding1, "THREAD_MIN_PIXELS", 1)
+    monkeypatch.setattr(coding1, "BAND_PIXELS", 40)  # many bands, so both threads work
+    monkeypatch.setattr(coding1, "CACHE_MIN_ESCAPES", 1)  # and both fill the nearest-entry table
+    monkeypatch.setattr(coding1, "ThreadPoolExecutor", CountingPool)
+    CountingPool.submitted = 0
+    assert [coding1.encode_labels(labels, palette) for palette, labels in cases] == alone
+    assert CountingPool.submitted > 0
+
+
 def test_work_in_chunks_gives_the_same_labels(monkeypatch):
     monkeypatch.setattr(coding1, "CHUNK", 7)  # large passes work in chunks of 65536 pixels to choose
     for palette, labels in threaded_cases():

@@ -246,23 +246,39 @@ MUTANTS = [
     Mutant(
         "c1-encoder-band-gap-offset-lost",
         "kmcodec/coding1.py",
-        "missed = np.concatenate([band.missed + first for band, first in zip(bands, before)])",
-        "missed = np.concatenate([band.missed for band in bands])",
+        "missed = np.concatenate([band.missed + first for band, first in zip(parts, before)])",
+        "missed = np.concatenate([band.missed for band in parts])",
         ("tests/test_coding1.py",),
         "coding 1 encoder, bands of a large pass: the escapes' places restart in every band",
     ),
     Mutant(
         "c1-encoder-band-escapes-interleaved",
         "kmcodec/coding1.py",
-        """    for band in bands:
+        """    for band in parts:
         out.extend(band.choices)
-    for band in bands:
+    for band in parts:
         out.extend(band.escapes)""",
-        """    for band in bands:
+        """    for band in parts:
         out.extend(band.choices)
         out.extend(band.escapes)""",
         ("tests/test_coding1.py",),
         "coding 1 encoder, bands of a large pass: each band's escapes follow its own choices",
+    ),
+    Mutant(
+        "c1-threaded-encode-out-of-order",
+        "kmcodec/coding1.py",
+        "done = iter(list(pool.map(lambda job: band_symbols(labels, escapes, *job), jobs)))",
+        "done = iter(list(pool.map(lambda job: band_symbols(labels, escapes, *job), jobs[1:] + jobs[:1])))",
+        ("tests/test_coding1.py",),
+        "coding 1 encoder, two threads (large images): the first band is written last",
+    ),
+    Mutant(
+        "c1-threaded-encode-unreached",
+        "kmcodec/coding1.py",
+        "if width * height >= 4 * THREAD_MIN_PIXELS:",
+        "if width * height >= 4 * THREAD_MIN_PIXELS and False:",
+        ("tests/test_coding1.py",),
+        "coding 1 encoder: the two-thread path is never taken",
     ),
     Mutant(
         "c1-chunk-offset-lost",
