@@ -584,11 +584,15 @@ def _labeller(hist: ImageHistogram, palette: np.ndarray, polish: int = 0) -> Lab
         # tied index stays its label: a renumbering, no new search.
         colour_labels = (np.cumsum(used) - 1)[colour_labels]
         pal = pal[used]
-    return _colour_labeller(hist.keys, pal, colour_labels, float(cost))
+    return colour_labeller(hist.keys, pal, colour_labels, float(cost))
 
 
-def _colour_labeller(keys: np.ndarray, pal: np.ndarray, colour_labels: np.ndarray, cost: float | None) -> Labeller:
-    """A Labeller from each distinct colour's label: a table over all keys for 1 or 3 channels."""
+def colour_labeller(keys: np.ndarray, pal: np.ndarray, colour_labels: np.ndarray, cost: float | None) -> Labeller:
+    """A Labeller from each distinct colour's label: a table over all keys for 1 or 3 channels.
+
+    ``keys`` are the sorted distinct packed colours and ``colour_labels`` their
+    labels; ``pal`` becomes read-only, so pass a copy of an array you keep.
+    """
     pal.flags.writeable = False
     dtype = np.uint8 if pal.shape[0] <= 256 else np.uint16
     if pal.shape[1] in (1, 3):
@@ -792,4 +796,4 @@ def assign_labels(pixels: np.ndarray, palette: np.ndarray) -> np.ndarray:
     _check_int("k", palette.shape[0], MIN_K, MAX_K)
     keys = distinct_keys(pixels)
     colour_labels, _ = nearest_exact(unpack_keys(keys, pixels.shape[2]), palette)
-    return _colour_labeller(keys, palette.copy(), colour_labels, 0.0).fit(pixels).labels
+    return colour_labeller(keys, palette.copy(), colour_labels, 0.0).fit(pixels).labels
