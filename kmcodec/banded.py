@@ -37,7 +37,7 @@ from .codec import check_k
 from .container import Header
 from .errors import ImageInputError
 from .files import atomic_write
-from .palette import colour_histogram, fit_labeller
+from .palette import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_SEED, DEFAULT_TOL, colour_histogram, fit_labeller
 from .pixels import Pixels, Rule, as_channels_last, rule_for
 
 
@@ -78,10 +78,10 @@ def write_banded(
     image: np.ndarray,
     k: int,
     *,
-    seed: int = 0,
-    n_init: int = 4,
-    max_iter: int = 100,
-    tol: float = 1e-4,
+    seed: int = DEFAULT_SEED,
+    n_init: int = DEFAULT_N_INIT,
+    max_iter: int = DEFAULT_MAX_ITER,
+    tol: float = DEFAULT_TOL,
     band_rows: int | None = None,
     overwrite: bool = True,
 ) -> BandedEncode:

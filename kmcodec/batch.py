@@ -28,6 +28,7 @@ from .container import parse_header
 from .errors import ImageInputError, KmqError, OutputError, ParameterError
 from .files import check_output, load_image, write_bytes
 from .fixed_palette import palette_choice
+from .palette import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_SEED
 from .pixels import Pixels
 
 MAX_DITHER_K = 256  # Pillow's palette images hold at most 256 entries
@@ -40,9 +41,9 @@ class EncodeOptions:
     k: "int | str | None" = None
     psnr: float | None = None
     max_bytes: int | None = None
-    seed: int = 0
-    n_init: int = 4
-    max_iter: int = 100
+    seed: int = DEFAULT_SEED
+    n_init: int = DEFAULT_N_INIT
+    max_iter: int = DEFAULT_MAX_ITER
     dither: bool = False
     force: bool = False
     compress: bool = False  # write coding 1 when it is smaller (spec §11)

@@ -40,7 +40,16 @@ import numpy as np
 from . import layout
 from .codec import check_k, pack, psnr
 from .errors import ParameterError
-from .palette import ImageHistogram, PaletteFit, colour_histogram, fit_palette
+from .palette import (
+    DEFAULT_MAX_ITER,
+    DEFAULT_N_INIT,
+    DEFAULT_SEED,
+    DEFAULT_TOL,
+    ImageHistogram,
+    PaletteFit,
+    colour_histogram,
+    fit_palette,
+)
 
 METHODS = ("k", "psnr", "max_bytes", "auto")
 AUTO_KS = range(2, 17)  # the k of the cost curve that `auto` looks for an elbow in
@@ -82,10 +91,10 @@ class Choice:
 class FitSettings:
     """The k-means settings of the final fit (the names of `fit_palette`)."""
 
-    seed: int = 0
-    n_init: int = 4
-    max_iter: int = 100
-    tol: float = 1e-4
+    seed: int = DEFAULT_SEED
+    n_init: int = DEFAULT_N_INIT
+    max_iter: int = DEFAULT_MAX_ITER
+    tol: float = DEFAULT_TOL
 
     def fit(self, hist: ImageHistogram, k: int, *, n_init: int | None = None) -> PaletteFit:
         return fit_palette(

@@ -44,6 +44,7 @@ from .outputs import (
     write_masks,
     write_plot,
 )
+from .palette import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_SEED
 from .shared_batch import frame_jobs
 from .sweep import parse_ks, sweep, table
 
@@ -66,9 +67,13 @@ def k_list(text: str) -> list[int]:
 
 
 def add_fit_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives identical bytes (default 0)")
-    parser.add_argument("--n-init", type=int, default=4, help="k-means restarts, best kept (default 4)")
-    parser.add_argument("--max-iter", type=int, default=100, help="Lloyd iterations per restart at most (default 100)")
+    parser.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help="random seed; the same seed gives identical bytes (default %(default)s)"
+    )
+    parser.add_argument("--n-init", type=int, default=DEFAULT_N_INIT, help="k-means restarts, best kept (default %(default)s)")
+    parser.add_argument(
+        "--max-iter", type=int, default=DEFAULT_MAX_ITER, help="Lloyd iterations per restart at most (default %(default)s)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

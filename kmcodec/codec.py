@@ -19,7 +19,7 @@ from PIL import Image
 from . import bitpack, coding1, container, layout, zstd_labels
 from ._mapped import mapping_of, release
 from .errors import ImageInputError, ParameterError
-from .palette import PaletteFit, fit_palette
+from .palette import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_SEED, DEFAULT_TOL, PaletteFit, fit_palette
 from .pixels import Pixels, to_pixels
 
 # Sentinel: "use Pillow's Image.MAX_IMAGE_PIXELS as it is when decode is called".
@@ -74,10 +74,10 @@ def encode_detailed(
     k: int | None = None,
     *,
     palette: "np.ndarray | None" = None,
-    seed: int = 0,
-    n_init: int = 4,
-    max_iter: int = 100,
-    tol: float = 1e-4,
+    seed: int = DEFAULT_SEED,
+    n_init: int = DEFAULT_N_INIT,
+    max_iter: int = DEFAULT_MAX_ITER,
+    tol: float = DEFAULT_TOL,
     compress: bool = False,
 ) -> Encoded:
     """Encode and keep the palette fit, so callers can report cost, MSE and PSNR.
@@ -102,10 +102,10 @@ def encode(
     k: int | None = None,
     *,
     palette: "np.ndarray | None" = None,
-    seed: int = 0,
-    n_init: int = 4,
-    max_iter: int = 100,
-    tol: float = 1e-4,
+    seed: int = DEFAULT_SEED,
+    n_init: int = DEFAULT_N_INIT,
+    max_iter: int = DEFAULT_MAX_ITER,
+    tol: float = DEFAULT_TOL,
     compress: bool = False,
 ) -> bytes:
     """Encode an image (Pillow image or H x W [x C] array; README "input rules") as .kmq bytes.

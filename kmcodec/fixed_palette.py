@@ -16,7 +16,7 @@ from . import _histogram, layout
 from .choose_k import Choice
 from ._nearest import nearest_exact
 from .errors import ParameterError
-from .palette import Labeller, PaletteFit
+from .palette import PaletteFit, colour_labeller
 from .pixels import Pixels
 from .shared import image_pixels, widen_pixels
 
@@ -57,13 +57,8 @@ def label_with_palette(pixels: np.ndarray, palette: np.ndarray) -> PaletteFit:
     """Exact nearest-entry labels of an (H, W, C) image against a (k, C) palette, and the exact SSE."""
     keys, counts = _histogram.count_colours(pixels)
     colour_labels, sq = nearest_exact(_histogram.unpack_keys(keys, pixels.shape[2]), palette)
-    dtype = np.uint8 if palette.shape[0] <= 256 else np.uint16
-    if pixels.shape[2] in (1, 3):  # a table over every packed colour, as the palette stage labels pixels
-        table, listed = np.zeros(1 << (8 * pixels.shape[2]), dtype), None
-        table[keys] = colour_labels
-    else:
-        table, listed = colour_labels.astype(dtype), keys
-    return Labeller(palette, table, listed, float(counts @ sq)).fit(pixels)
+    # A copy: the labeller makes its palette read-only, and this one may be the caller's array.
+    return colour_labeller(keys, palette.copy(), colour_labels, float(counts @ sq)).fit(pixels)
 
 
 def encode_with_palette(image: object, palette: object, *, compress: bool = False):

@@ -62,6 +62,10 @@ from .errors import ImageInputError, ParameterError
 from .layout import CHANNELS, MAX_K, MIN_K
 
 __all__ = [
+    "DEFAULT_MAX_ITER",
+    "DEFAULT_N_INIT",
+    "DEFAULT_SEED",
+    "DEFAULT_TOL",
     "PALETTE_ORDER",
     "ImageHistogram",
     "Labeller",
@@ -78,6 +82,12 @@ PALETTE_ORDER = (
     "ascending integer luma 299*R + 587*G + 114*B (the value itself for grey), "
     "then channel 0, 1, ... ascending"
 )
+# Defaults of the k-means settings wherever they are taken (fit_palette, encode,
+# write_banded, the shared-palette fits, the CLI flags): set here only.
+DEFAULT_SEED = 0
+DEFAULT_N_INIT = 4
+DEFAULT_MAX_ITER = 100
+DEFAULT_TOL = 1e-4
 # Hamerly's inter-centre bound needs a k x k distance matrix; above this k
 # only the second-nearest bound is used.
 MAX_K_PAIRWISE = 2048
@@ -187,7 +197,7 @@ def kmeans_plusplus(
     k: int,
     *,
     weights: np.ndarray | None = None,
-    seed: int | np.random.Generator = 0,
+    seed: int | np.random.Generator = DEFAULT_SEED,
     n_local_trials: int | None = None,
 ) -> np.ndarray:
     """Choose k initial centres among ``points`` by greedy weighted k-means++.
@@ -584,11 +594,15 @@ def _labeller(hist: ImageHistogram, palette: np.ndarray, polish: int = 0) -> Lab
         # tied index stays its label: a renumbering, no new search.
         colour_labels = (np.cumsum(used) - 1)[colour_labels]
         pal = pal[used]
-    return _colour_labeller(hist.keys, pal, colour_labels, float(cost))
+    return colour_labeller(hist.keys, pal, colour_labels, float(cost))
 
 
-def _colour_labeller(keys: np.ndarray, pal: np.ndarray, colour_labels: np.ndarray, cost: float | None) -> Labeller:
-    """A Labeller from each distinct colour's label: a table over all keys for 1 or 3 channels."""
+def colour_labeller(keys: np.ndarray, pal: np.ndarray, colour_labels: np.ndarray, cost: float | None) -> Labeller:
+    """A Labeller from each distinct colour's label: a table over all keys for 1 or 3 channels.
+
+    ``keys`` are the sorted distinct packed colours and ``colour_labels`` their
+    labels; ``pal`` becomes read-only, so pass a copy of an array you keep.
+    """
     pal.flags.writeable = False
     dtype = np.uint8 if pal.shape[0] <= 256 else np.uint16
     if pal.shape[1] in (1, 3):
@@ -602,10 +616,10 @@ def fit_palette(
     pixels: np.ndarray | ImageHistogram,
     k: int,
     *,
-    seed: int = 0,
-    n_init: int = 4,
-    max_iter: int = 100,
-    tol: float = 1e-4,
+    seed: int = DEFAULT_SEED,
+    n_init: int = DEFAULT_N_INIT,
+    max_iter: int = DEFAULT_MAX_ITER,
+    tol: float = DEFAULT_TOL,
 ) -> PaletteFit:
     """Fit a palette of at most k colours to an image by k-means (module docstring).
 
@@ -639,10 +653,10 @@ def fit_labeller(
     hist: ImageHistogram,
     k: int,
     *,
-    seed: int = 0,
-    n_init: int = 4,
-    max_iter: int = 100,
-    tol: float = 1e-4,
+    seed: int = DEFAULT_SEED,
+    n_init: int = DEFAULT_N_INIT,
+    max_iter: int = DEFAULT_MAX_ITER,
+    tol: float = DEFAULT_TOL,
 ) -> Labeller:
     """:func:`fit_palette` up to the labels: the palette and a :class:`Labeller` for the pixels."""
     k = _check_int("k", k, MIN_K, MAX_K)
@@ -792,4 +806,4 @@ def assign_labels(pixels: np.ndarray, palette: np.ndarray) -> np.ndarray:
     _check_int("k", palette.shape[0], MIN_K, MAX_K)
     keys = distinct_keys(pixels)
     colour_labels, _ = nearest_exact(unpack_keys(keys, pixels.shape[2]), palette)
-    return _colour_labeller(keys, palette.copy(), colour_labels, 0.0).fit(pixels).labels
+    return colour_labeller(keys, palette.copy(), colour_labels, 0.0).fit(pixels).labels

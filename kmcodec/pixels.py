@@ -205,8 +205,10 @@ def from_pil(image: Image.Image) -> Pixels:
     Wide grey modes (I;16, I, F) follow the array rules. A file of 16-bit
     colour or grey+alpha samples, which Pillow narrows on reading, is noted.
     """
-    narrowed = narrowed_layout(image)
+    narrowed, maxval = narrowed_layout(image), ppm_maxval(image)
     notes = [f"16-bit {narrowed} file: Pillow reads the high byte of each sample"] if narrowed else []
+    if maxval is not None:
+        notes.append(f"16-bit RGB file: Pillow scales each sample from 0..{maxval} to 0..255")
     image.load()
     if narrowed == "LA" and image.mode == "RGBA":
         image = image.convert("LA")  # Pillow widened the grey to R = G = B; the conversion gets it back exactly
@@ -257,6 +259,21 @@ def narrowed_layout(image: Image.Image) -> str | None:
         return None
     layout, _, bits = rawmode.partition(";")
     return layout if layout in NARROWED_LAYOUTS and bits[:2] == "16" else None
+
+
+def ppm_maxval(image: Image.Image) -> int | None:
+    """The maxval of a PPM colour file of 16-bit samples (maxval above 255), which Pillow reads at 8 bits, else None.
+
+    Pillow rounds each sample from 0..maxval to 0..255 into an RGB image; a
+    16-bit grey PGM becomes mode I instead and follows the array rules. As in
+    `narrowed_layout`, only the tile of an image not yet loaded tells.
+    """
+    tile = getattr(image, "tile", None)
+    if not tile or image.mode in WIDE_MODES or tile[0][0] not in ("ppm", "ppm_plain"):
+        return None
+    args = tile[0][3]
+    maxval = args[-1] if isinstance(args, tuple) and args else None
+    return maxval if isinstance(maxval, int) and maxval > 255 else None
 
 
 def to_pixels(image: "np.ndarray | Image.Image") -> Pixels:

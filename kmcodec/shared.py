@@ -32,7 +32,7 @@ from PIL import Image
 from . import _histogram
 from .errors import ImageInputError, ParameterError
 from .layout import channels_text
-from .palette import fit_palette
+from .palette import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_SEED, DEFAULT_TOL, fit_palette
 from .pixels import Pixels, to_pixels
 
 # Channel widening of packed keys (module docstring): (from, to) -> key map.
@@ -197,7 +197,8 @@ class HistogramFit:
 
 
 def fit_histogram(
-    hist: ColourHistogram, k: int, *, seed: int = 0, n_init: int = 4, max_iter: int = 100, tol: float = 1e-4
+    hist: ColourHistogram, k: int, *, seed: int = DEFAULT_SEED, n_init: int = DEFAULT_N_INIT,
+    max_iter: int = DEFAULT_MAX_ITER, tol: float = DEFAULT_TOL,
 ) -> HistogramFit:
     """Fit at most k colours to a (merged) histogram by :func:`kmcodec.palette.fit_palette`.
 
@@ -258,7 +259,8 @@ def accumulate(images: Iterable[object]) -> ColourHistogram:
 
 
 def fit_shared_palette(
-    images: Iterable[object], k: int, *, seed: int = 0, n_init: int = 4, max_iter: int = 100, tol: float = 1e-4
+    images: Iterable[object], k: int, *, seed: int = DEFAULT_SEED, n_init: int = DEFAULT_N_INIT,
+    max_iter: int = DEFAULT_MAX_ITER, tol: float = DEFAULT_TOL,
 ) -> np.ndarray:
     """One palette of at most k colours for a set of images (arrays, Pillow images or paths).
 

@@ -444,3 +444,25 @@ def test_fit_after_one_lloyd_step_keeps_only_used_entries():
     img = values[rng.integers(0, 172, (21, 68))]
     fit = fit_palette(img, 57, n_init=1, max_iter=1)
     check_fit(img, fit, 57)
+
+
+# --------------------------------------------------------------------------- defaults
+
+
+def test_every_entry_point_takes_the_k_means_defaults_of_the_palette_module():
+    import dataclasses
+    import inspect
+
+    from kmcodec import banded, batch, choose_k, cli, codec, palette, shared
+
+    documented = {"seed": 0, "n_init": 4, "max_iter": 100, "tol": 1e-4}  # fit_palette's docstring, the CLI help
+    assert {name: getattr(palette, f"DEFAULT_{name.upper()}") for name in documented} == documented
+    functions = (palette.fit_palette, palette.fit_labeller, codec.encode, codec.encode_detailed,
+                 banded.write_banded, shared.fit_histogram, shared.fit_shared_palette)
+    taken = {f.__name__: {n: p.default for n, p in inspect.signature(f).parameters.items()} for f in functions}
+    taken |= {c.__name__: {f.name: f.default for f in dataclasses.fields(c)} for c in (choose_k.FitSettings, batch.EncodeOptions)}
+    for command in (["encode", "x.png", "-k", "2"], ["sweep", "x.png"], ["palette", "x.png", "-k", "2", "-o", "p.json"]):
+        taken[f"kmq {command[0]}"] = vars(cli.build_parser().parse_args(command))
+    for where, defaults in taken.items():
+        shared_names = documented.keys() & defaults.keys()
+        assert len(shared_names) >= 3 and {n: defaults[n] for n in shared_names} == {n: documented[n] for n in shared_names}, where

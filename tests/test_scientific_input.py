@@ -230,6 +230,69 @@ def test_8_bit_png_gets_no_16_bit_note(tmp_path):
     assert kmcodec.files.load_image(tmp_path / "rgb.png").notes == ()
 
 
+# ------------------------------------------------------------------ 16-bit PPM and PGM files
+
+ALL_16_BIT = np.concatenate([np.arange(65536), [0, 0]]).astype(np.uint16)  # every value; 65538 = 2 * 10923 * 3 samples
+
+
+def write_netpbm(path, magic, values, maxval):
+    """A binary (P5 grey, P6 RGB) or plain (P2, P3) Netpbm file of these samples; maxval > 255 takes 2 bytes a sample."""
+    height, width = values.shape[:2]
+    if magic in ("P5", "P6"):
+        body = values.astype(">u2" if maxval > 255 else "u1").tobytes()
+    else:
+        body = " ".join(map(str, values.reshape(-1).tolist())).encode() + b"\n"
+    path.write_bytes(f"{magic}\n{width} {height}\n{maxval}\n".encode() + body)
+
+
+@pytest.mark.parametrize("magic", ["P6", "P3"])
+def test_16_bit_ppm_is_scaled_by_pillow_with_rounding_and_says_so(tmp_path, magic):
+    values = ALL_16_BIT.reshape(2, -1, 3)
+    write_netpbm(tmp_path / "rgb16.ppm", magic, values, 65535)
+    pixels = kmcodec.files.load_image(tmp_path / "rgb16.ppm")
+    assert np.array_equal(pixels.array, np.rint(values * (255 / 65535)).astype(np.uint8))  # as the uint16 rule
+    assert "16-bit RGB file: Pillow scales each sample from 0..65535 to 0..255" in pixels.notes
+
+
+def test_ppm_of_10_bit_samples_is_scaled_from_its_maxval(tmp_path):
+    values = np.arange(1024, dtype=np.uint16).reshape(1, -1, 1).repeat(3, axis=2)
+    write_netpbm(tmp_path / "rgb10.ppm", "P6", values, 1023)
+    pixels = kmcodec.files.load_image(tmp_path / "rgb10.ppm")
+    assert np.array_equal(pixels.array, np.rint(values * (255 / 1023)).astype(np.uint8))
+    assert pixels.notes == ("16-bit RGB file: Pillow scales each sample from 0..1023 to 0..255",)
+
+
+@pytest.mark.parametrize("magic", ["P6", "P3"])
+def test_8_bit_ppm_gets_no_16_bit_note(tmp_path, magic):
+    write_netpbm(tmp_path / "rgb8.ppm", magic, np.arange(12, dtype=np.uint8).reshape(2, 2, 3), 255)
+    assert kmcodec.files.load_image(tmp_path / "rgb8.ppm").notes == ()
+
+
+@pytest.mark.parametrize("writer", ["P5", "P2", "pillow"])
+def test_16_bit_pgm_follows_the_uint16_rule_like_a_16_bit_png(tmp_path, writer):
+    values = ALL_16_BIT.reshape(2, -1)
+    if writer == "pillow":
+        Image.fromarray(values).save(tmp_path / "grey16.pgm")
+    else:
+        write_netpbm(tmp_path / "grey16.pgm", writer, values, 65535)
+    pixels = kmcodec.files.load_image(tmp_path / "grey16.pgm")
+    assert np.array_equal(pixels.array[:, :, 0], np.rint(values * (255 / 65535)).astype(np.uint8)) and not pixels.exact
+    assert pixels.notes[0] == "I image: int32 scaled from 0..65535 to 8 bits (max 65535)"
+
+
+def test_kmq_encode_notes_16_bit_ppm_and_pgm_files(tmp_path):
+    rgb = np.array([[[0, 300, 65535], [40000, 256, 511]]], np.uint16)
+    write_netpbm(tmp_path / "rgb16.ppm", "P6", rgb, 65535)
+    write_netpbm(tmp_path / "grey16.pgm", "P5", rgb[:, :, 2], 65535)
+    notes = {}
+    for name in ("rgb16.ppm", "grey16.pgm"):
+        result = kmq("encode", name, "-k", "2", "--json", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        notes[name] = json.loads(result.stdout)["notes"]
+    assert notes["rgb16.ppm"] == ["16-bit RGB file: Pillow scales each sample from 0..65535 to 0..255"]
+    assert notes["grey16.pgm"] == ["I image: int32 scaled from 0..65535 to 8 bits (max 65535)", "error measured against the original values"]
+
+
 def test_out_of_range_file_is_named_with_its_mode_not_as_an_array(tmp_path):
     Image.fromarray(np.full((2, 3), 70000, np.int32), "I").save(tmp_path / "counts.tif")
     result = kmq("encode", "counts.tif", "-k", "2", cwd=tmp_path)

@@ -132,6 +132,16 @@ def test_palette_labels_are_the_exact_nearest_entries(seed, k):
     assert np.array_equal(img.labels, brute_labels(pixels, palette))
 
 
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_palette_labels_are_exact_for_every_channel_count_and_leave_the_palette_writable(channels):
+    rng = np.random.default_rng(channels)
+    pixels = rng.integers(0, 256, (9, 7, channels), dtype=np.uint8)
+    palette = rng.integers(0, 256, (5, channels), dtype=np.uint8)
+    img = kmcodec.decode(kmcodec.encode(pixels, palette=palette))
+    assert np.array_equal(img.labels, brute_labels(pixels, palette))
+    palette[0] = 0  # the caller's array is still theirs to change
+
+
 def test_unused_and_repeated_entries_are_kept():
     pixels = np.full((3, 4, 3), 240, np.uint8)
     img = kmcodec.decode(kmcodec.encode(pixels, palette=PALETTE))
