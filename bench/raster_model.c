@@ -2,7 +2,6 @@
    A measurement prototype for a possible coding-1 method 3 (bench/README.md), not part of the format. */
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 #define TOP (1u << 24)
 #define INC 24
@@ -111,7 +110,7 @@ static void model_init(Model *m, int K, int C, const uint8_t *pal) {
     long *dist = malloc(sizeof(long) * K);
     for (int a = 0; a < K; a++) {
         for (int b = 0; b < K; b++) { long d = 0; for (int c = 0; c < C; c++) { long v = (long)pal[a * C + c] - pal[b * C + c]; d += v * v; } dist[b] = d * K + b; }
-        /* insertion-free: sort indices by dist */
+        /* every entry by distance from a, ties to the lower index (insertion sort) */
         uint16_t *o = m->order + a * K;
         for (int b = 0; b < K; b++) o[b] = b;
         for (int i = 1; i < K; i++) { uint16_t v = o[i]; int j = i - 1; while (j >= 0 && dist[o[j]] > dist[v]) { o[j + 1] = o[j]; j--; } o[j + 1] = v; }
