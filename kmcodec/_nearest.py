@@ -13,6 +13,8 @@ import numpy as np
 
 # Elements of the (points x centres) score block per chunk: 16 MB of float32.
 BLOCK = 1 << 22
+# The same for a few thousand colours at a time (nearest_few): 4 MB, mostly in cache.
+FEW_BLOCK = 1 << 20
 # Outputs per BLAS call (see matmul_thin).
 BLAS_BLOCK = 1 << 16
 # Above this many (colour, entry) pairs the grid search is faster.
@@ -44,8 +46,8 @@ def matmul_thin(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-def _chunk_rows(k: int) -> int:
-    return max(256, BLOCK // max(1, k))
+def _chunk_rows(k: int, block: int = BLOCK) -> int:
+    return max(256, block // max(1, k))
 
 
 def nearest_exact(colours: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -72,7 +74,17 @@ def nearest_exact(colours: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray,
     return _nearest_brute(colours, palette)
 
 
-def _nearest_brute(colours: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def nearest_few(colours: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """Exact nearest entry of each colour, ties to the lowest index, for up to some 10**4 colours.
+
+    Brute force in blocks that stay in cache: for so few colours the grid
+    search's set-up costs more than it saves. The coding-1 decoder searches its
+    new mean colours this way, a few thousand at a time (spec §11.13).
+    """
+    return _nearest_brute(colours, palette, FEW_BLOCK)[0]
+
+
+def _nearest_brute(colours: np.ndarray, palette: np.ndarray, block: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
     n = colours.shape[0]
     k = palette.shape[0]
     labels = np.empty(n, dtype=np.int64)
@@ -85,7 +97,7 @@ def _nearest_brute(colours: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray
     p = palette.astype(np.float32)
     neg2pt = np.ascontiguousarray(-2.0 * p.T)
     pp = np.einsum("ij,ij->i", p, p)
-    step = _chunk_rows(k)
+    step = _chunk_rows(k, block)
     for i in range(0, n, step):
         x = colours[i : i + step].astype(np.float32)
         score = matmul_thin(x, neg2pt)

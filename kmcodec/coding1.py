@@ -361,7 +361,7 @@ class EscapeOrder:
     def _search(self, keys: np.ndarray, channels: int) -> np.ndarray:
         """The nearest entry of each packed colour (channel 0 in the top byte)."""
         colours = ((keys[:, None] >> (8 * np.arange(channels - 1, -1, -1, dtype=np.uint32))) & 255).astype(np.uint8)
-        return _nearest.nearest_exact(colours, self.palette)[0]
+        return _nearest.nearest_few(colours, self.palette)
 
     def ranks(self, labels: np.ndarray, cands: np.ndarray, m: np.ndarray, ref: np.ndarray | None = None) -> np.ndarray:
         """Escape ranks (spec §11.5) counted from `ref` (default: candidate 0, as method 0 counts)."""
