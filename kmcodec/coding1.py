@@ -303,12 +303,20 @@ class EscapeOrder:
         `present` None means all four are. Escapes share few distinct mean colours, so
         the nearest entry is searched once per colour, and remembered on large images.
         Works in chunks, so its temporaries stay small whatever the number of escapes.
+        Only the few escapes with an absent neighbour (at the image's edges) take the
+        slower mean of fewer than four.
         """
         size = neighbours[0].size
         out = np.empty(size, np.uint8)  # K <= 256: only ranked escapes have a mean reference
         for start in range(0, size, CHUNK):
             part = slice(start, min(size, start + CHUNK))
-            key = self._mean_keys([n[part] for n in neighbours], None if present is None else [h[part] for h in present])
+            near = [n[part] for n in neighbours]
+            key = self._mean_keys(near, None)
+            if present is not None:
+                here = [h[part] for h in present]
+                edge = np.flatnonzero(~np.logical_and.reduce(here))
+                if edge.size:
+                    key[edge] = self._mean_keys([n[edge] for n in near], [h[edge] for h in here])
             out[part] = self._nearest_of(key, size)
         return out
 
