@@ -49,6 +49,9 @@ RANK_MAX_K = 256  # spec §11.5: up to this K escapes are ranked by colour dista
 # (images of 4x as many); tests lower it to reach that path with small images.
 THREAD_MIN_PIXELS = 1 << 18
 CHUNK = 1 << 16  # pixels to choose per chunk of the element-wise work: temporaries stay in cache
+# With the worker thread, element-wise work on this many pixels or escapes is split in two
+# halves, the second on the worker (`in_halves`); tests lower it to reach that with small images.
+SPLIT_MIN = 2 * CHUNK
 BAND_PIXELS = 1 << 20  # the encoder works on bands of a pass's rows of about this many pixels
 CACHE_MIN_ESCAPES = 1 << 14  # escapes in one pass that make the decoder keep a table of nearest entries (spec §11.13)
 
@@ -698,19 +701,19 @@ def decode_levels(symbols: Symbols, first: int, width: int, height: int, k: int)
             fine = np.empty((gy + ay, gx + ax), dtype)
             fine[0::2, 0::2] = grid
             if "A" in geometry:
-                fine[1::2, 1::2] = a[1 : ay + 1, 1 : ax + 1] = decode_pass(symbols, prepare_pass(geometry["A"], sources["A"]))
+                fine[1::2, 1::2] = a[1 : ay + 1, 1 : ax + 1] = decode_pass(symbols, prepare_pass(geometry["A"], sources["A"], pool), pool)
             b, c = geometry.get("B"), geometry.get("C")
             if pool is not None and b is not None and c is not None and c.ny * c.nx >= THREAD_MIN_PIXELS:
                 prepared_c = pool.submit(prepare_pass, c, sources["C"])
                 prepared_b = prepare_pass(b, sources["B"])
                 finished_b = pool.submit(finish_pass, prepared_b, read_pass(symbols, prepared_b), symbols.escapes)
-                fine[1::2, 0::2] = decode_pass(symbols, prepared_c.result())
+                fine[1::2, 0::2] = decode_pass(symbols, prepared_c.result(), pool)  # half of its finish waits for B's
                 fine[0::2, 1::2] = finished_b.result()
             else:
                 if b is not None:
-                    fine[0::2, 1::2] = decode_pass(symbols, prepare_pass(b, sources["B"]))
+                    fine[0::2, 1::2] = decode_pass(symbols, prepare_pass(b, sources["B"], pool), pool)
                 if c is not None:
-                    fine[1::2, 0::2] = decode_pass(symbols, prepare_pass(c, sources["C"]))
+                    fine[1::2, 0::2] = decode_pass(symbols, prepare_pass(c, sources["C"], pool), pool)
             grid = fine
     finally:
         if pool is not None:
@@ -802,13 +805,32 @@ class Read:
     labels: np.ndarray | None  # K > 256: the escapes' labels, in raster order
 
 
-def decode_pass(symbols: Symbols, prepared: Prepared) -> np.ndarray:
+def decode_pass(symbols: Symbols, prepared: Prepared, pool: ThreadPoolExecutor | None = None) -> np.ndarray:
     """One pass's labels (spec §11.4-§11.5), one per slot (ny rows of `row` slots)."""
-    return finish_pass(prepared, read_pass(symbols, prepared), symbols.escapes)
+    return finish_pass(prepared, read_pass(symbols, prepared), symbols.escapes, pool)
 
 
-def prepare_pass(geometry: Geometry, sources) -> Prepared:
-    """Unanimity, candidates and choice contexts of a pass, from its neighbours (spec §11.3-§11.4)."""
+def in_halves(pool: ThreadPoolExecutor | None, work, n: int) -> None:
+    """work(0, n), as work(0, n // 2) here and work(n // 2, n) on `pool` when there is one and n is large.
+
+    For element-wise work on a pass whose halves write disjoint parts of arrays:
+    numpy releases the GIL in large array operations, so the idle core takes half.
+    """
+    if pool is None or n < SPLIT_MIN:
+        work(0, n)
+        return
+    other = pool.submit(work, n // 2, n)
+    try:
+        work(0, n // 2)
+    finally:
+        other.result()
+
+
+def prepare_pass(geometry: Geometry, sources, pool: ThreadPoolExecutor | None = None) -> Prepared:
+    """Unanimity, candidates and choice contexts of a pass, from its neighbours (spec §11.3-§11.4).
+
+    With a `pool`, the pixels to choose are gathered in two halves on two threads.
+    """
     tables = code_tables()
     ny, nx, row = geometry.ny, geometry.nx, geometry.row
     size = ny * row
@@ -834,15 +856,23 @@ def prepare_pass(geometry: Geometry, sources) -> Prepared:
     nc = choose.size
     nb = np.empty((4, nc), out.dtype)  # the neighbours of the pixels to choose
     key = np.empty(nc, np.uint16)
-    for start in range(0, nc, CHUNK):  # in chunks: temporaries stay in cache
-        end = min(nc, start + CHUNK)
-        for j, view in enumerate(views):
-            np.take(view, choose[start:end], out=nb[j, start:end], mode="clip")  # "clip": `out` unbuffered
-        key[start:end] = raw_keys(*nb[:, start:end])
+    rows = tables.raw_context[group(geometry.kind, geometry.d)]
+    contexts = np.empty(nc, rows.dtype)
+
+    def gather(first: int, stop: int) -> None:
+        for start in range(first, stop, CHUNK):  # in chunks: temporaries stay in cache
+            end = min(stop, start + CHUNK)
+            for j, view in enumerate(views):
+                np.take(view, choose[start:end], out=nb[j, start:end], mode="clip")  # "clip": `out` unbuffered
+            key[start:end] = raw_keys(*nb[:, start:end])
+            np.take(rows, key[start:end], out=contexts[start:end], mode="clip")  # keys < 1024: in range
+
+    in_halves(pool, gather, nc)
     if edge.size:
         chosen = varied[edge]
-        key[np.searchsorted(choose, edge[chosen])] = edge_key[chosen]
-    contexts = tables.raw_context[group(geometry.kind, geometry.d)].take(key)
+        at = np.searchsorted(choose, edge[chosen])
+        key[at] = edge_key[chosen]
+        contexts[at] = rows.take(edge_key[chosen])
     return Prepared(geometry, varied, out, choose, nb, key, contexts)
 
 
@@ -876,17 +906,24 @@ def read_pass(symbols: Symbols, p: Prepared) -> Read:
     return read
 
 
-def finish_pass(p: Prepared, read: Read, escapes: EscapeOrder) -> np.ndarray:
-    """The pass's labels from what was read: named candidates, then escapes (spec §11.5)."""
+def finish_pass(p: Prepared, read: Read, escapes: EscapeOrder, pool: ThreadPoolExecutor | None = None) -> np.ndarray:
+    """The pass's labels from what was read: named candidates, then escapes (spec §11.5).
+
+    With a `pool`, both steps work in two halves on two threads.
+    """
     out = p.out
     nc = p.choose.size
     pick = read.pick
-    for start in range(0, nc, CHUNK):
-        end = min(nc, start + CHUNK)
-        chunk = np.bitwise_and(pick[start:end], np.uint8(3))  # the neighbour to copy; an escape's reference
-        at = np.multiply(chunk, nc, dtype=np.intp)
-        at += np.arange(start, end)
-        out[p.choose[start:end]] = p.nb.reshape(-1).take(at)
+
+    def copy_named(first: int, stop: int) -> None:
+        for start in range(first, stop, CHUNK):
+            end = min(stop, start + CHUNK)
+            chunk = np.bitwise_and(pick[start:end], np.uint8(3))  # the neighbour to copy; an escape's reference
+            at = np.multiply(chunk, nc, dtype=np.intp)
+            at += np.arange(start, end)
+            out[p.choose[start:end]] = p.nb.reshape(-1).take(at)
+
+    in_halves(pool, copy_named, nc)
     unanimous, escaped = read.unanimous, read.escaped
     chosen = p.choose.take(escaped)
     if read.labels is not None:  # K > 256
@@ -900,16 +937,22 @@ def finish_pass(p: Prepared, read: Read, escapes: EscapeOrder) -> np.ndarray:
         if unanimous.size:
             out[unanimous] = escapes.ranked_labels(read.ranks[read.at_u], out.take(unanimous), [], [])
         if chosen.size:
-            keys = p.key.take(escaped)
-            others = [row.take(escaped) for row in p.nb]
-            repeat = [gone.take(keys) for gone in code_tables().raw_repeat]
-            if escapes.mean:  # spec §11.13; bits 6-9 of a key mark the absent neighbours
-                absent = keys >> np.uint16(6)
-                ref = escapes.mean_refs(others, [(absent >> np.uint16(j) & 1) == 0 for j in range(4)] if absent.any() else None)
-            else:
-                ref = out.take(chosen)  # candidate 0
-            out[chosen] = escapes.ranked_labels(read.ranks[read.at_c], ref, others, repeat)
+            ranks = read.ranks[read.at_c]
+            in_halves(pool, lambda first, stop: _rank_chosen(p, escaped[first:stop], chosen[first:stop], ranks[first:stop], escapes), chosen.size)
     return out.reshape(p.geometry.ny, p.geometry.row)[:, : p.geometry.nx]
+
+
+def _rank_chosen(p: Prepared, escaped: np.ndarray, chosen: np.ndarray, ranks: np.ndarray, escapes: EscapeOrder) -> None:
+    """The labels of escapes among the pixels to choose (K <= 256): `escaped` into `choose`, at slots `chosen`."""
+    keys = p.key.take(escaped)
+    others = [row.take(escaped) for row in p.nb]
+    repeat = [gone.take(keys) for gone in code_tables().raw_repeat]
+    if escapes.mean:  # spec §11.13; bits 6-9 of a key mark the absent neighbours
+        absent = keys >> np.uint16(6)
+        ref = escapes.mean_refs(others, [(absent >> np.uint16(j) & 1) == 0 for j in range(4)] if absent.any() else None)
+    else:
+        ref = p.out.take(chosen)  # candidate 0
+    p.out[chosen] = escapes.ranked_labels(ranks, ref, others, repeat)
 
 
 def unanimous_slots(at: np.ndarray, varied: np.ndarray, geometry: Geometry) -> np.ndarray:

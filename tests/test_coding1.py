@@ -206,6 +206,22 @@ def test_threaded_decode_gives_the_same_labels(threaded):
     assert decoder_tasks > 0  # the worker thread did take part
 
 
+
+def test_passes_split_in_halves_give_the_same_labels(threaded, monkeypatch):
+    """With the worker, large passes are prepared and finished in two halves, one on each thread."""
+    monkeypatch.setattr(coding1, "CHUNK", 7)  # halves of several chunks each
+    for palette, labels in threaded_cases():
+        stream = coding1.encode_labels(labels, palette)
+        submitted = []
+        for split_min in (1 << 40, 2):
+            monkeypatch.setattr(coding1, "SPLIT_MIN", split_min)
+            threaded.submitted = 0
+            decoded = coding1.decode_labels(memoryview(stream), labels.shape[1], labels.shape[0], palette, 0)
+            submitted.append(threaded.submitted)
+            assert np.array_equal(decoded, labels)
+        assert submitted[1] > submitted[0]  # the halves did go to the worker
+
+
 def test_encoder_bands_write_the_same_bytes(monkeypatch):
     """Large passes are encoded a band of rows at a time; the stream must be the whole pass's."""
     cases = list(threaded_cases())
@@ -238,6 +254,7 @@ def test_work_in_chunks_gives_the_same_labels(monkeypatch):
 
 def test_threaded_decode_raises_the_same_errors(threaded, monkeypatch):
     """Truncated and corrupted streams fail with the same class and message with or without the worker."""
+    monkeypatch.setattr(coding1, "SPLIT_MIN", 2)  # and with passes split in halves
     palette, labels = list(threaded_cases())[1]
     stream = coding1.encode_labels(labels, palette)
     threaded.submitted = 0  # count only the decoder's tasks
