@@ -13,8 +13,8 @@ import numpy as np
 
 # Elements of the (points x centres) score block per chunk: 16 MB of float32.
 BLOCK = 1 << 22
-# The same for a few thousand colours at a time (nearest_few): 4 MB, mostly in cache.
-FEW_BLOCK = 1 << 20
+# The same for a few thousand colours at a time (nearest_few): 2 MB, in cache.
+FEW_BLOCK = 1 << 19
 # Outputs per BLAS call (see matmul_thin).
 BLAS_BLOCK = 1 << 16
 # Above this many (colour, entry) pairs the grid search is faster.
@@ -46,8 +46,8 @@ def matmul_thin(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-def _chunk_rows(k: int, block: int = BLOCK) -> int:
-    return max(256, block // max(1, k))
+def _chunk_rows(k: int) -> int:
+    return max(256, BLOCK // max(1, k))
 
 
 def nearest_exact(colours: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -78,13 +78,25 @@ def nearest_few(colours: np.ndarray, palette: np.ndarray) -> np.ndarray:
     """Exact nearest entry of each colour, ties to the lowest index, for up to some 10**4 colours.
 
     Brute force in blocks that stay in cache: for so few colours the grid
-    search's set-up costs more than it saves. The coding-1 decoder searches its
-    new mean colours this way, a few thousand at a time (spec §11.13).
+    search's set-up costs more than it saves. One float32 product gives the
+    score ``|p|^2 - 2 x.p`` (exact, as in the module docstring): each colour
+    gets a last coordinate 1 and the palette a row of ``|p|^2``. The coding-1
+    decoder searches its new mean colours this way (spec §11.13).
     """
-    return _nearest_brute(colours, palette, FEW_BLOCK)[0]
+    n, c = colours.shape
+    p = palette.astype(np.float32)
+    table = np.vstack([-2.0 * p.T, np.einsum("ij,ij->i", p, p)[None, :]]).astype(np.float32)
+    labels = np.empty(n, np.int64)
+    rows = max(1, FEW_BLOCK // palette.shape[0])
+    x = np.ones((min(rows, n), c + 1), np.float32)
+    for i in range(0, n, rows):
+        part = colours[i : i + rows]
+        x[: len(part), :c] = part
+        labels[i : i + len(part)] = np.argmin(matmul_thin(x[: len(part)], table), axis=1)
+    return labels
 
 
-def _nearest_brute(colours: np.ndarray, palette: np.ndarray, block: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
+def _nearest_brute(colours: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n = colours.shape[0]
     k = palette.shape[0]
     labels = np.empty(n, dtype=np.int64)
@@ -97,7 +109,7 @@ def _nearest_brute(colours: np.ndarray, palette: np.ndarray, block: int = BLOCK)
     p = palette.astype(np.float32)
     neg2pt = np.ascontiguousarray(-2.0 * p.T)
     pp = np.einsum("ij,ij->i", p, p)
-    step = _chunk_rows(k, block)
+    step = _chunk_rows(k)
     for i in range(0, n, step):
         x = colours[i : i + step].astype(np.float32)
         score = matmul_thin(x, neg2pt)
