@@ -222,6 +222,24 @@ def test_passes_split_in_halves_give_the_same_labels(threaded, monkeypatch):
         assert submitted[1] > submitted[0]  # the halves did go to the worker
 
 
+
+@pytest.mark.parametrize("share", [0.0, 0.3, 0.9, 1.0])
+@pytest.mark.parametrize("rows", [13, 6])
+def test_unanimous_slots_count_only_pixels_with_one_candidate(share, rows):
+    """The escape list numbers unanimous pixels in raster order (spec §11.4); slots past a row's end are no pixel."""
+    rng = np.random.default_rng(int(share * 10))
+    geometry = coding1.Geometry("A", 1, 13, 9, 11, coding1.DIAGONAL, 18, 26)
+    varied = rng.random((13, 11)) < share
+    varied[:, 9:] = False  # slots past a row's end
+    varied[4, :9] = True  # a row without unanimous pixels
+    varied[rows:] = False  # none to choose after the first `rows` rows
+    unanimous = np.flatnonzero(~varied[:, :9])
+    at = np.sort(rng.choice(unanimous.size, unanimous.size // 2, replace=False)) if unanimous.size else np.zeros(0, np.int64)
+    pixels = unanimous[at]
+    slots = coding1.unanimous_slots(at, np.flatnonzero(varied), geometry)
+    assert np.array_equal(slots, pixels // 9 * 11 + pixels % 9)
+
+
 def test_encoder_bands_write_the_same_bytes(monkeypatch):
     """Large passes are encoded a band of rows at a time; the stream must be the whole pass's."""
     cases = list(threaded_cases())
