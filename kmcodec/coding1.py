@@ -798,6 +798,7 @@ class Read:
     unanimous: np.ndarray  # slots of the unanimous pixels that escape
     pick: np.ndarray | None  # per pixel to choose: raw_pick of its key and symbol
     escaped: np.ndarray  # which pixels to choose escape (indices into `choose`)
+    chosen: np.ndarray  # their slots
     ranks: np.ndarray | None  # escape ranks, unanimous and chosen mixed in raster order
     at_u: np.ndarray | slice  # where in `ranks` the unanimous escapes are
     at_c: np.ndarray | slice  # where in `ranks` the chosen escapes are
@@ -893,7 +894,7 @@ def read_pass(symbols: Symbols, p: Prepared) -> Read:
             if at[-1] >= unanimous:
                 raise SymbolRangeError(f"{name}: escape gap reaches pixel {int(at[-1])} of {unanimous} unanimous pixels")
             unanimous_escapes = unanimous_slots(at, p.choose, geometry)
-    read = Read(unanimous_escapes, None, p.choose[:0], None, slice(None), slice(None), None)
+    read = Read(unanimous_escapes, None, p.choose[:0], p.choose[:0], None, slice(None), slice(None), None)
     if p.choose.size:
         symbol = symbols.decoder.decode(p.contexts, choice_contexts(group_))
         p.contexts = None
@@ -922,8 +923,7 @@ def finish_pass(p: Prepared, read: Read, escapes: EscapeOrder, pool: ThreadPoolE
             out[p.choose[start:end]] = p.nb.reshape(-1).take(at)
 
     in_halves(pool, copy_named, nc)
-    unanimous, escaped = read.unanimous, read.escaped
-    chosen = p.choose.take(escaped)
+    unanimous, escaped, chosen = read.unanimous, read.escaped, read.chosen
     if read.labels is not None:  # K > 256
         slots = np.empty(read.labels.size, np.intp)
         if unanimous.size:
@@ -985,13 +985,13 @@ def read_escapes(symbols: Symbols, group_: int, name: str, p: Prepared, read: Re
     those its key names. Their ranks come in raster order, both kinds mixed.
     """
     unanimous, escaped = read.unanimous, read.escaped
-    chosen = p.choose[escaped]
-    m_chosen = code_tables().raw_m.take(p.key[escaped]).astype(np.int64) if escaped.size else None
+    chosen = read.chosen = p.choose.take(escaped)
+    m_chosen = code_tables().raw_m.take(p.key.take(escaped)).astype(np.int64) if escaped.size else None
     if unanimous.size and chosen.size:
-        order = np.argsort(np.concatenate([unanimous, chosen]), kind="stable")  # two sorted runs: a merge
-        from_unanimous = order < unanimous.size
-        read.at_u, read.at_c = np.flatnonzero(from_unanimous), np.flatnonzero(~from_unanimous)
-        m = np.ones(order.size, np.int64)
+        # Two sorted runs of distinct slots: each slot's place in the merged order.
+        read.at_u = np.arange(unanimous.size) + np.searchsorted(chosen, unanimous)
+        read.at_c = np.arange(chosen.size) + np.searchsorted(unanimous, chosen)
+        m = np.ones(unanimous.size + chosen.size, np.int64)
         m[read.at_c] = m_chosen
     else:
         m = m_chosen if chosen.size else np.ones(unanimous.size, np.int64)

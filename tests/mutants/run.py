@@ -190,8 +190,8 @@ MUTANTS = [
     Mutant(
         "c1-decoder-row-ends-kept",
         "kmcodec/coding1.py",
-        "return pixels + (pixels // nx) * (row - nx)",
-        "return pixels",
+        "t = at + r * (row - nx)\n",
+        "t = at\n",
         C1,
         "coding 1 decoder: unanimous escapes ignore the slots past each row's end",
     ),
@@ -214,8 +214,9 @@ MUTANTS = [
     Mutant(
         "c1-decoder-escapes-unmerged",
         "kmcodec/coding1.py",
-        'order = np.argsort(np.concatenate([unanimous, chosen]), kind="stable")',
-        "order = np.arange(unanimous.size + chosen.size)",
+        "read.at_u = np.arange(unanimous.size) + np.searchsorted(chosen, unanimous)\n"
+        "        read.at_c = np.arange(chosen.size) + np.searchsorted(unanimous, chosen)",
+        "read.at_u = np.arange(unanimous.size)\n        read.at_c = unanimous.size + np.arange(chosen.size)",
         C1,
         "coding 1 decoder: unanimous escapes' ranks are read before the others', not in raster order",
     ),
