@@ -49,8 +49,9 @@ RANK_MAX_K = 256  # spec §11.5: up to this K escapes are ranked by colour dista
 # (images of 4x as many); tests lower it to reach that path with small images.
 THREAD_MIN_PIXELS = 1 << 18
 CHUNK = 1 << 16  # pixels to choose per chunk of the element-wise work: temporaries stay in cache
-# With the worker thread, element-wise work on this many pixels or escapes is split in two
-# halves, the second on the worker (`in_halves`); tests lower it to reach that with small images.
+# With the worker thread, a pass's pixels to choose are gathered on it in blocks of this many,
+# and finishing work on this many pixels or escapes is split in two halves, the second on
+# the worker (`in_halves`); tests lower it to reach both with small images.
 SPLIT_MIN = 2 * CHUNK
 BAND_PIXELS = 1 << 20  # the encoder works on bands of a pass's rows of about this many pixels
 CACHE_MIN_ESCAPES = 1 << 14  # escapes in one pass that make the decoder keep a table of nearest entries (spec §11.13)
@@ -672,10 +673,13 @@ def decode_levels(symbols: Symbols, first: int, width: int, height: int, k: int)
     every neighbour of a pass is the same array read at a fixed offset: each pass
     works on flat, contiguous views, one slot per pixel plus a few past each row's end.
 
-    Passes B and C depend only on pass A and coarser levels, so on large images a
-    worker thread prepares pass C while pass B is read, and finishes pass B while
-    pass C is read (numpy releases the GIL in large array operations). The stream
-    itself is read in order on this thread, so errors come in stream order.
+    On large images a worker thread takes the element-wise work off the reading
+    (numpy releases the GIL in large array operations): it gathers each pass's
+    neighbours, keys and contexts a block at a time while this thread reads the
+    choices of the blocks done, finishes pass B while pass C is read (B and C
+    depend only on pass A and coarser levels), and takes half of every other
+    large finish. The stream itself is read in order on this thread, so errors
+    come in stream order.
     """
     dtype = label_dtype(k)
     grid = np.full((1, 1), first, dtype)
@@ -704,10 +708,10 @@ def decode_levels(symbols: Symbols, first: int, width: int, height: int, k: int)
                 fine[1::2, 1::2] = a[1 : ay + 1, 1 : ax + 1] = decode_pass(symbols, prepare_pass(geometry["A"], sources["A"], pool), pool)
             b, c = geometry.get("B"), geometry.get("C")
             if pool is not None and b is not None and c is not None and c.ny * c.nx >= THREAD_MIN_PIXELS:
-                prepared_c = pool.submit(prepare_pass, c, sources["C"])
-                prepared_b = prepare_pass(b, sources["B"])
+                prepared_b = prepare_pass(b, sources["B"], pool)
+                prepared_c = prepare_pass(c, sources["C"], pool)  # the worker gathers B, then C
                 finished_b = pool.submit(finish_pass, prepared_b, read_pass(symbols, prepared_b), symbols.escapes)
-                fine[1::2, 0::2] = decode_pass(symbols, prepared_c.result(), pool)  # half of its finish waits for B's
+                fine[1::2, 0::2] = decode_pass(symbols, prepared_c, pool)  # half of its finish waits for B's
                 fine[0::2, 1::2] = finished_b.result()
             else:
                 if b is not None:
@@ -789,6 +793,7 @@ class Prepared:
     nb: np.ndarray | None  # their 4 neighbours' labels (4 x choose.size)
     key: np.ndarray | None  # their raw keys
     contexts: np.ndarray | None  # their choice contexts, shifted to rows of the rANS table
+    blocks: list  # (start, stop, None or the Future of the worker gathering nb, key and contexts there)
 
 
 @dataclass
@@ -829,7 +834,9 @@ def in_halves(pool: ThreadPoolExecutor | None, work, n: int) -> None:
 def prepare_pass(geometry: Geometry, sources, pool: ThreadPoolExecutor | None = None) -> Prepared:
     """Unanimity, candidates and choice contexts of a pass, from its neighbours (spec §11.3-§11.4).
 
-    With a `pool`, the pixels to choose are gathered in two halves on two threads.
+    With a `pool`, a large pass's pixels to choose are gathered on the worker, a
+    block at a time and in order, while this thread reads the choices of the
+    blocks already gathered (`read_pass`).
     """
     tables = code_tables()
     ny, nx, row = geometry.ny, geometry.nx, geometry.row
@@ -852,12 +859,16 @@ def prepare_pass(geometry: Geometry, sources, pool: ThreadPoolExecutor | None = 
         out[edge[single]] = near[tables.raw_perm[edge_key[single], 0], np.flatnonzero(single)]  # its one candidate
     choose = np.flatnonzero(varied)
     if not choose.size:
-        return Prepared(geometry, out, choose, None, None, None)
+        return Prepared(geometry, out, choose, None, None, None, [])
     nc = choose.size
     nb = np.empty((4, nc), out.dtype)  # the neighbours of the pixels to choose
     key = np.empty(nc, np.uint16)
     rows = tables.raw_context[group(geometry.kind, geometry.d)]
     contexts = np.empty(nc, rows.dtype)
+    chosen = np.flatnonzero(varied[edge]) if edge.size else edge
+    chosen = chosen[np.argsort(edge[chosen])]  # the pixels to choose with an absent neighbour, in order
+    edge_at = np.searchsorted(choose, edge[chosen])
+    edge_key = edge_key[chosen] if edge.size else edge
 
     def gather(first: int, stop: int) -> None:
         for start in range(first, stop, CHUNK):  # in chunks: temporaries stay in cache
@@ -866,14 +877,16 @@ def prepare_pass(geometry: Geometry, sources, pool: ThreadPoolExecutor | None = 
                 np.take(view, choose[start:end], out=nb[j, start:end], mode="clip")  # "clip": `out` unbuffered
             key[start:end] = raw_keys(*nb[:, start:end])
             np.take(rows, key[start:end], out=contexts[start:end], mode="clip")  # keys < 1024: in range
+        i0, i1 = np.searchsorted(edge_at, (first, stop))  # at the edges: keys with the absent neighbours' bits
+        key[edge_at[i0:i1]] = edge_key[i0:i1]
+        contexts[edge_at[i0:i1]] = rows.take(edge_key[i0:i1])
 
-    in_halves(pool, gather, nc)
-    if edge.size:
-        chosen = varied[edge]
-        at = np.searchsorted(choose, edge[chosen])
-        key[at] = edge_key[chosen]
-        contexts[at] = rows.take(edge_key[chosen])
-    return Prepared(geometry, out, choose, nb, key, contexts)
+    if pool is None or nc < SPLIT_MIN:
+        gather(0, nc)
+        blocks = [(0, nc, None)]
+    else:
+        blocks = [(start, min(nc, start + SPLIT_MIN), pool.submit(gather, start, min(nc, start + SPLIT_MIN))) for start in range(0, nc, SPLIT_MIN)]
+    return Prepared(geometry, out, choose, nb, key, contexts, blocks)
 
 
 def read_pass(symbols: Symbols, p: Prepared) -> Read:
@@ -896,7 +909,11 @@ def read_pass(symbols: Symbols, p: Prepared) -> Read:
             unanimous_escapes = unanimous_slots(at, p.choose, geometry)
     read = Read(unanimous_escapes, None, p.choose[:0], p.choose[:0], None, slice(None), slice(None), None)
     if p.choose.size:
-        symbol = symbols.decoder.decode(p.contexts, choice_contexts(group_))
+        symbol = np.empty(p.choose.size, np.uint8)
+        for start, stop, gathered in p.blocks:
+            if gathered is not None:
+                gathered.result()
+            symbol[start:stop] = symbols.decoder.decode(p.contexts[start:stop], choice_contexts(group_))
         p.contexts = None
         read.pick = tables.raw_pick.take((p.key << 3) | symbol)
         read.escaped = np.flatnonzero(read.pick > 3)

@@ -208,7 +208,7 @@ def test_threaded_decode_gives_the_same_labels(threaded):
 
 
 def test_passes_split_in_halves_give_the_same_labels(threaded, monkeypatch):
-    """With the worker, large passes are prepared and finished in two halves, one on each thread."""
+    """With the worker, large passes are gathered on it in blocks, and finished in two halves, one on each thread."""
     monkeypatch.setattr(coding1, "CHUNK", 7)  # halves of several chunks each
     for palette, labels in threaded_cases():
         stream = coding1.encode_labels(labels, palette)
@@ -221,6 +221,41 @@ def test_passes_split_in_halves_give_the_same_labels(threaded, monkeypatch):
             assert np.array_equal(decoded, labels)
         assert submitted[1] > submitted[0]  # the halves did go to the worker
 
+
+
+
+class Deferred:
+    def __init__(self, work, args):
+        self.work, self.args, self.done = work, args, False
+
+    def result(self):
+        if not self.done:
+            self.value, self.done = self.work(*self.args), True
+        return self.value
+
+
+class DeferredPool:
+    """Runs a task only when its result is asked for: work used before it is waited for is left undone."""
+
+    def __init__(self, *args):
+        pass
+
+    def submit(self, work, *args):
+        return Deferred(work, args)
+
+    def shutdown(self):
+        pass
+
+
+def test_decoder_waits_for_the_worker_before_using_its_work(monkeypatch):
+    cases = [(palette, labels, coding1.encode_labels(labels, palette)) for palette, labels in threaded_cases()]
+    monkeypatch.setattr(coding1, "THREAD_MIN_PIXELS", 1)
+    monkeypatch.setattr(coding1, "SPLIT_MIN", 2)
+    monkeypatch.setattr(coding1, "CHUNK", 7)
+    monkeypatch.setattr(coding1, "ThreadPoolExecutor", DeferredPool)
+    for palette, labels, stream in cases:
+        decoded = coding1.decode_labels(memoryview(stream), labels.shape[1], labels.shape[0], palette, 0)
+        assert np.array_equal(decoded, labels)
 
 
 @pytest.mark.parametrize("share", [0.0, 0.3, 0.9, 1.0])
