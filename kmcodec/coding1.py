@@ -788,6 +788,7 @@ class Prepared:
     """A pass before its symbols are read: what the neighbours alone decide."""
 
     geometry: Geometry
+    varied: np.ndarray | None  # per slot: the pixel has more than one candidate
     out: np.ndarray  # per slot: the label so far (a unanimous pixel's one candidate)
     choose: np.ndarray  # slots of the pixels with more than one candidate
     nb: np.ndarray | None  # their 4 neighbours' labels (4 x choose.size)
@@ -859,7 +860,7 @@ def prepare_pass(geometry: Geometry, sources, pool: ThreadPoolExecutor | None = 
         out[edge[single]] = near[tables.raw_perm[edge_key[single], 0], np.flatnonzero(single)]  # its one candidate
     choose = np.flatnonzero(varied)
     if not choose.size:
-        return Prepared(geometry, out, choose, None, None, None, [])
+        return Prepared(geometry, varied, out, choose, None, None, None, [])
     nc = choose.size
     nb = np.empty((4, nc), out.dtype)  # the neighbours of the pixels to choose
     key = np.empty(nc, np.uint16)
@@ -886,7 +887,7 @@ def prepare_pass(geometry: Geometry, sources, pool: ThreadPoolExecutor | None = 
         blocks = [(0, nc, None)]
     else:
         blocks = [(start, min(nc, start + SPLIT_MIN), pool.submit(gather, start, min(nc, start + SPLIT_MIN))) for start in range(0, nc, SPLIT_MIN)]
-    return Prepared(geometry, out, choose, nb, key, contexts, blocks)
+    return Prepared(geometry, varied, out, choose, nb, key, contexts, blocks)
 
 
 def read_pass(symbols: Symbols, p: Prepared) -> Read:
@@ -906,7 +907,8 @@ def read_pass(symbols: Symbols, p: Prepared) -> Read:
             at = np.cumsum(gaps + 1) - 1
             if at[-1] >= unanimous:
                 raise SymbolRangeError(f"{name}: escape gap reaches pixel {int(at[-1])} of {unanimous} unanimous pixels")
-            unanimous_escapes = unanimous_slots(at, p.choose, geometry)
+            unanimous_escapes = unanimous_slots(at, p.varied, geometry)
+    p.varied = None  # free what is no longer needed as soon as possible: fewer fresh pages later
     read = Read(unanimous_escapes, None, p.choose[:0], p.choose[:0], None, slice(None), slice(None), None)
     if p.choose.size:
         symbol = np.empty(p.choose.size, np.uint8)
@@ -970,29 +972,11 @@ def _rank_chosen(p: Prepared, escaped: np.ndarray, chosen: np.ndarray, ranks: np
     p.out[chosen] = escapes.ranked_labels(ranks, ref, others, repeat)
 
 
-def unanimous_slots(at: np.ndarray, choose: np.ndarray, geometry: Geometry) -> np.ndarray:
-    """The slots of the unanimous pixels numbered `at` (in raster order), from the sorted slots `choose` of the others.
-
-    Unanimous pixel a of row r is slot number t = a + r (row - nx) among the slots
-    that are not in `choose` (the slots past a row's end are not), so it is t + the
-    number of i with choose[i] - i <= t: a binary search within its row's part of
-    `choose`, with no temporary as large as the pass.
-    """
+def unanimous_slots(at: np.ndarray, varied: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """The slots of the unanimous pixels numbered `at` (in raster order)."""
     ny, nx, row = geometry.ny, geometry.nx, geometry.row
-    first = np.searchsorted(choose, np.arange(ny + 1) * row)  # per row: its first entry of `choose`
-    r = np.searchsorted(np.arange(ny + 1) * nx - first, at, side="right") - 1  # unanimous pixels before each row
-    t = at + r * (row - nx)
-    lo, span = first[r], first[r + 1] - first[r]  # the answer is t + lo + some i <= span
-    last = max(0, choose.size - 1)
-    step = 1 << int(span.max(initial=0)).bit_length()
-    while step > 1:  # branchless binary search: all escapes take the same steps
-        step >>= 1
-        mid = lo + step
-        before = choose.take(np.minimum(mid - 1, last)) - (mid - 1) <= t  # chooser mid - 1 comes before slot t + mid - 1
-        before &= step <= span
-        span -= np.where(before, step, 0)
-        lo += np.where(before, step, 0)
-    return t + lo
+    pixels = np.flatnonzero(~varied.reshape(ny, row)[:, :nx])[at]
+    return pixels + (pixels // nx) * (row - nx)
 
 
 def read_escapes(symbols: Symbols, group_: int, name: str, p: Prepared, read: Read) -> None:

@@ -271,7 +271,7 @@ def test_unanimous_slots_count_only_pixels_with_one_candidate(share, rows):
     unanimous = np.flatnonzero(~varied[:, :9])
     at = np.sort(rng.choice(unanimous.size, unanimous.size // 2, replace=False)) if unanimous.size else np.zeros(0, np.int64)
     pixels = unanimous[at]
-    slots = coding1.unanimous_slots(at, np.flatnonzero(varied), geometry)
+    slots = coding1.unanimous_slots(at, varied.reshape(-1), geometry)
     assert np.array_equal(slots, pixels // 9 * 11 + pixels % 9)
 
 

@@ -190,8 +190,8 @@ MUTANTS = [
     Mutant(
         "c1-decoder-row-ends-kept",
         "kmcodec/coding1.py",
-        "t = at + r * (row - nx)\n",
-        "t = at\n",
+        "return pixels + (pixels // nx) * (row - nx)",
+        "return pixels",
         C1,
         "coding 1 decoder: unanimous escapes ignore the slots past each row's end",
     ),
