@@ -709,9 +709,9 @@ def decode_levels(symbols: Symbols, first: int, width: int, height: int, k: int)
             b, c = geometry.get("B"), geometry.get("C")
             if pool is not None and b is not None and c is not None and c.ny * c.nx >= THREAD_MIN_PIXELS:
                 prepared_b = prepare_pass(b, sources["B"], pool)
-                prepared_c = prepare_pass(c, sources["C"], pool)  # the worker gathers B, then C
+                prepared_c = pool.submit(prepare_pass, c, sources["C"], pool)  # after B's gathering, then C's own
                 finished_b = pool.submit(finish_pass, prepared_b, read_pass(symbols, prepared_b), symbols.escapes)
-                fine[1::2, 0::2] = decode_pass(symbols, prepared_c, pool)  # half of its finish waits for B's
+                fine[1::2, 0::2] = decode_pass(symbols, prepared_c.result(), pool)  # half of its finish waits for B's
                 fine[0::2, 1::2] = finished_b.result()
             else:
                 if b is not None:
