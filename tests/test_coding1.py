@@ -2,6 +2,7 @@
 
 import re
 import struct
+import threading
 import tracemalloc
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -210,16 +211,29 @@ def test_threaded_decode_gives_the_same_labels(threaded):
 def test_passes_split_in_halves_give_the_same_labels(threaded, monkeypatch):
     """With the worker, large passes are gathered on it in blocks, and finished in two halves, one on each thread."""
     monkeypatch.setattr(coding1, "CHUNK", 7)  # halves of several chunks each
+    rank_chosen = coding1._rank_chosen
+    ranked_on_worker = []  # passes A and C finish on the main thread: their second half only on the worker
+
+    def spy(p, *args):
+        if p.geometry.kind == "A" and threading.current_thread() is not threading.main_thread():
+            ranked_on_worker.append(p.geometry.d)
+        return rank_chosen(p, *args)
+
+    monkeypatch.setattr(coding1, "_rank_chosen", spy)
+    on_worker = {1 << 40: 0, 2: 0}
     for palette, labels in threaded_cases():
         stream = coding1.encode_labels(labels, palette)
         submitted = []
-        for split_min in (1 << 40, 2):
+        for split_min in on_worker:
             monkeypatch.setattr(coding1, "SPLIT_MIN", split_min)
             threaded.submitted = 0
+            ranked_on_worker.clear()
             decoded = coding1.decode_labels(memoryview(stream), labels.shape[1], labels.shape[0], palette, 0)
             submitted.append(threaded.submitted)
+            on_worker[split_min] += len(ranked_on_worker)
             assert np.array_equal(decoded, labels)
-        assert submitted[1] > submitted[0]  # the halves did go to the worker
+        assert submitted[1] > submitted[0]  # the blocks and halves did go to the worker
+    assert on_worker[1 << 40] == 0 and on_worker[2] > 0
 
 
 
