@@ -866,10 +866,11 @@ def prepare_pass(geometry: Geometry, sources, pool: ThreadPoolExecutor | None = 
     key = np.empty(nc, np.uint16)
     rows = tables.raw_context[group(geometry.kind, geometry.d)]
     contexts = np.empty(nc, rows.dtype)
-    chosen = np.flatnonzero(varied[edge]) if edge.size else edge
-    chosen = chosen[np.argsort(edge[chosen])]  # the pixels to choose with an absent neighbour, in order
-    edge_at = np.searchsorted(choose, edge[chosen])
-    edge_key = edge_key[chosen] if edge.size else edge
+    # The pixels to choose with an absent neighbour: their places in `choose`, in order, and their keys.
+    kept = np.flatnonzero(varied[edge]) if edge.size else edge
+    kept = kept[np.argsort(edge[kept])]
+    edge_at = np.searchsorted(choose, edge[kept])
+    edge_key = edge_key[kept] if edge.size else edge
 
     def gather(first: int, stop: int) -> None:
         for start in range(first, stop, CHUNK):  # in chunks: temporaries stay in cache
@@ -878,7 +879,7 @@ def prepare_pass(geometry: Geometry, sources, pool: ThreadPoolExecutor | None = 
                 np.take(view, choose[start:end], out=nb[j, start:end], mode="clip")  # "clip": `out` unbuffered
             key[start:end] = raw_keys(*nb[:, start:end])
             np.take(rows, key[start:end], out=contexts[start:end], mode="clip")  # keys < 1024: in range
-        i0, i1 = np.searchsorted(edge_at, (first, stop))  # at the edges: keys with the absent neighbours' bits
+        i0, i1 = np.searchsorted(edge_at, (first, stop))  # at the edges, keys also mark the absent neighbours
         key[edge_at[i0:i1]] = edge_key[i0:i1]
         contexts[edge_at[i0:i1]] = rows.take(edge_key[i0:i1])
 
@@ -886,7 +887,10 @@ def prepare_pass(geometry: Geometry, sources, pool: ThreadPoolExecutor | None = 
         gather(0, nc)
         blocks = [(0, nc, None)]
     else:
-        blocks = [(start, min(nc, start + SPLIT_MIN), pool.submit(gather, start, min(nc, start + SPLIT_MIN))) for start in range(0, nc, SPLIT_MIN)]
+        blocks = []
+        for start in range(0, nc, SPLIT_MIN):
+            stop = min(nc, start + SPLIT_MIN)
+            blocks.append((start, stop, pool.submit(gather, start, stop)))
     return Prepared(geometry, varied, out, choose, nb, key, contexts, blocks)
 
 

@@ -271,8 +271,8 @@ MUTANTS = [
     Mutant(
         "c1-gather-edge-keys-unsorted",
         "kmcodec/coding1.py",
-        "    chosen = chosen[np.argsort(edge[chosen])]",
-        "    chosen = chosen",
+        "    kept = kept[np.argsort(edge[kept])]\n",
+        "    kept = kept\n",
         ("tests/test_coding1.py",),
         "coding 1 decoder, worker thread: the edge pixels' keys are put in the wrong blocks",
     ),
