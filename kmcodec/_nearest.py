@@ -13,6 +13,8 @@ import numpy as np
 
 # Elements of the (points x centres) score block per chunk: 16 MB of float32.
 BLOCK = 1 << 22
+# The same for a few thousand colours at a time (nearest_few): 2 MB, in cache.
+FEW_BLOCK = 1 << 19
 # Outputs per BLAS call (see matmul_thin).
 BLAS_BLOCK = 1 << 16
 # Above this many (colour, entry) pairs the grid search is faster.
@@ -70,6 +72,28 @@ def nearest_exact(colours: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray,
     if colours.shape[1] == 3 and k >= 32 and n * k > BRUTE_LIMIT:
         return _nearest_grid(colours, palette)
     return _nearest_brute(colours, palette)
+
+
+def nearest_few(colours: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """Exact nearest entry of each colour, ties to the lowest index, for up to some 10**4 colours.
+
+    Brute force in blocks that stay in cache: for so few colours the grid
+    search's set-up costs more than it saves. One float32 product gives the
+    score ``|p|^2 - 2 x.p`` (exact, as in the module docstring): each colour
+    gets a last coordinate 1 and the palette a row of ``|p|^2``. The coding-1
+    decoder searches its new mean colours this way (spec §11.13).
+    """
+    n, c = colours.shape
+    p = palette.astype(np.float32)
+    table = np.vstack([-2.0 * p.T, np.einsum("ij,ij->i", p, p)[None, :]]).astype(np.float32)
+    labels = np.empty(n, np.int64)
+    rows = max(1, FEW_BLOCK // palette.shape[0])
+    x = np.ones((min(rows, n), c + 1), np.float32)
+    for i in range(0, n, rows):
+        part = colours[i : i + rows]
+        x[: len(part), :c] = part
+        labels[i : i + len(part)] = np.argmin(matmul_thin(x[: len(part)], table), axis=1)
+    return labels
 
 
 def _nearest_brute(colours: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -49,6 +49,10 @@ RANK_MAX_K = 256  # spec §11.5: up to this K escapes are ranked by colour dista
 # (images of 4x as many); tests lower it to reach that path with small images.
 THREAD_MIN_PIXELS = 1 << 18
 CHUNK = 1 << 16  # pixels to choose per chunk of the element-wise work: temporaries stay in cache
+# With the worker thread, a pass's pixels to choose are gathered on it in blocks of this many,
+# and finishing work on this many pixels or escapes is split in two halves, the second on
+# the worker (`in_halves`); tests lower it to reach both with small images.
+SPLIT_MIN = 2 * CHUNK
 BAND_PIXELS = 1 << 20  # the encoder works on bands of a pass's rows of about this many pixels
 CACHE_MIN_ESCAPES = 1 << 14  # escapes in one pass that make the decoder keep a table of nearest entries (spec §11.13)
 
@@ -303,12 +307,20 @@ class EscapeOrder:
         `present` None means all four are. Escapes share few distinct mean colours, so
         the nearest entry is searched once per colour, and remembered on large images.
         Works in chunks, so its temporaries stay small whatever the number of escapes.
+        Only the few escapes with an absent neighbour (at the image's edges) take the
+        slower mean of fewer than four.
         """
         size = neighbours[0].size
         out = np.empty(size, np.uint8)  # K <= 256: only ranked escapes have a mean reference
         for start in range(0, size, CHUNK):
             part = slice(start, min(size, start + CHUNK))
-            key = self._mean_keys([n[part] for n in neighbours], None if present is None else [h[part] for h in present])
+            near = [n[part] for n in neighbours]
+            key = self._mean_keys(near, None)
+            if present is not None:
+                here = [h[part] for h in present]
+                edge = np.flatnonzero(~np.logical_and.reduce(here))
+                if edge.size:
+                    key[edge] = self._mean_keys([n[edge] for n in near], [h[edge] for h in here])
             out[part] = self._nearest_of(key, size)
         return out
 
@@ -361,7 +373,7 @@ class EscapeOrder:
     def _search(self, keys: np.ndarray, channels: int) -> np.ndarray:
         """The nearest entry of each packed colour (channel 0 in the top byte)."""
         colours = ((keys[:, None] >> (8 * np.arange(channels - 1, -1, -1, dtype=np.uint32))) & 255).astype(np.uint8)
-        return _nearest.nearest_exact(colours, self.palette)[0]
+        return _nearest.nearest_few(colours, self.palette)
 
     def ranks(self, labels: np.ndarray, cands: np.ndarray, m: np.ndarray, ref: np.ndarray | None = None) -> np.ndarray:
         """Escape ranks (spec §11.5) counted from `ref` (default: candidate 0, as method 0 counts)."""
@@ -661,10 +673,13 @@ def decode_levels(symbols: Symbols, first: int, width: int, height: int, k: int)
     every neighbour of a pass is the same array read at a fixed offset: each pass
     works on flat, contiguous views, one slot per pixel plus a few past each row's end.
 
-    Passes B and C depend only on pass A and coarser levels, so on large images a
-    worker thread prepares pass C while pass B is read, and finishes pass B while
-    pass C is read (numpy releases the GIL in large array operations). The stream
-    itself is read in order on this thread, so errors come in stream order.
+    On large images a worker thread takes the element-wise work off the reading
+    (numpy releases the GIL in large array operations): it gathers each pass's
+    neighbours, keys and contexts a block at a time while this thread reads the
+    choices of the blocks done, finishes pass B while pass C is read (B and C
+    depend only on pass A and coarser levels), and takes half of every other
+    large finish. The stream itself is read in order on this thread, so errors
+    come in stream order.
     """
     dtype = label_dtype(k)
     grid = np.full((1, 1), first, dtype)
@@ -690,19 +705,19 @@ def decode_levels(symbols: Symbols, first: int, width: int, height: int, k: int)
             fine = np.empty((gy + ay, gx + ax), dtype)
             fine[0::2, 0::2] = grid
             if "A" in geometry:
-                fine[1::2, 1::2] = a[1 : ay + 1, 1 : ax + 1] = decode_pass(symbols, prepare_pass(geometry["A"], sources["A"]))
+                fine[1::2, 1::2] = a[1 : ay + 1, 1 : ax + 1] = decode_pass(symbols, prepare_pass(geometry["A"], sources["A"], pool), pool)
             b, c = geometry.get("B"), geometry.get("C")
             if pool is not None and b is not None and c is not None and c.ny * c.nx >= THREAD_MIN_PIXELS:
-                prepared_c = pool.submit(prepare_pass, c, sources["C"])
-                prepared_b = prepare_pass(b, sources["B"])
+                prepared_b = prepare_pass(b, sources["B"], pool)
+                prepared_c = pool.submit(prepare_pass, c, sources["C"], pool)  # after B's gathering, then C's own
                 finished_b = pool.submit(finish_pass, prepared_b, read_pass(symbols, prepared_b), symbols.escapes)
-                fine[1::2, 0::2] = decode_pass(symbols, prepared_c.result())
+                fine[1::2, 0::2] = decode_pass(symbols, prepared_c.result(), pool)  # half of its finish waits for B's
                 fine[0::2, 1::2] = finished_b.result()
             else:
                 if b is not None:
-                    fine[0::2, 1::2] = decode_pass(symbols, prepare_pass(b, sources["B"]))
+                    fine[0::2, 1::2] = decode_pass(symbols, prepare_pass(b, sources["B"], pool), pool)
                 if c is not None:
-                    fine[1::2, 0::2] = decode_pass(symbols, prepare_pass(c, sources["C"]))
+                    fine[1::2, 0::2] = decode_pass(symbols, prepare_pass(c, sources["C"], pool), pool)
             grid = fine
     finally:
         if pool is not None:
@@ -773,12 +788,13 @@ class Prepared:
     """A pass before its symbols are read: what the neighbours alone decide."""
 
     geometry: Geometry
-    varied: np.ndarray  # per slot: the pixel has more than one candidate
+    varied: np.ndarray | None  # per slot: the pixel has more than one candidate
     out: np.ndarray  # per slot: the label so far (a unanimous pixel's one candidate)
     choose: np.ndarray  # slots of the pixels with more than one candidate
     nb: np.ndarray | None  # their 4 neighbours' labels (4 x choose.size)
     key: np.ndarray | None  # their raw keys
     contexts: np.ndarray | None  # their choice contexts, shifted to rows of the rANS table
+    blocks: list  # (start, stop, None or the Future of the worker gathering nb, key and contexts there)
 
 
 @dataclass
@@ -788,19 +804,41 @@ class Read:
     unanimous: np.ndarray  # slots of the unanimous pixels that escape
     pick: np.ndarray | None  # per pixel to choose: raw_pick of its key and symbol
     escaped: np.ndarray  # which pixels to choose escape (indices into `choose`)
+    chosen: np.ndarray  # their slots
     ranks: np.ndarray | None  # escape ranks, unanimous and chosen mixed in raster order
     at_u: np.ndarray | slice  # where in `ranks` the unanimous escapes are
     at_c: np.ndarray | slice  # where in `ranks` the chosen escapes are
     labels: np.ndarray | None  # K > 256: the escapes' labels, in raster order
 
 
-def decode_pass(symbols: Symbols, prepared: Prepared) -> np.ndarray:
+def decode_pass(symbols: Symbols, prepared: Prepared, pool: ThreadPoolExecutor | None = None) -> np.ndarray:
     """One pass's labels (spec §11.4-§11.5), one per slot (ny rows of `row` slots)."""
-    return finish_pass(prepared, read_pass(symbols, prepared), symbols.escapes)
+    return finish_pass(prepared, read_pass(symbols, prepared), symbols.escapes, pool)
 
 
-def prepare_pass(geometry: Geometry, sources) -> Prepared:
-    """Unanimity, candidates and choice contexts of a pass, from its neighbours (spec §11.3-§11.4)."""
+def in_halves(pool: ThreadPoolExecutor | None, work, n: int) -> None:
+    """work(0, n), as work(0, n // 2) here and work(n // 2, n) on `pool` when there is one and n is large.
+
+    For element-wise work on a pass whose halves write disjoint parts of arrays:
+    numpy releases the GIL in large array operations, so the idle core takes half.
+    """
+    if pool is None or n < SPLIT_MIN:
+        work(0, n)
+        return
+    other = pool.submit(work, n // 2, n)
+    try:
+        work(0, n // 2)
+    finally:
+        other.result()
+
+
+def prepare_pass(geometry: Geometry, sources, pool: ThreadPoolExecutor | None = None) -> Prepared:
+    """Unanimity, candidates and choice contexts of a pass, from its neighbours (spec §11.3-§11.4).
+
+    With a `pool`, a large pass's pixels to choose are gathered on the worker, a
+    block at a time and in order, while this thread reads the choices of the
+    blocks already gathered (`read_pass`).
+    """
     tables = code_tables()
     ny, nx, row = geometry.ny, geometry.nx, geometry.row
     size = ny * row
@@ -822,20 +860,38 @@ def prepare_pass(geometry: Geometry, sources) -> Prepared:
         out[edge[single]] = near[tables.raw_perm[edge_key[single], 0], np.flatnonzero(single)]  # its one candidate
     choose = np.flatnonzero(varied)
     if not choose.size:
-        return Prepared(geometry, varied, out, choose, None, None, None)
+        return Prepared(geometry, varied, out, choose, None, None, None, [])
     nc = choose.size
     nb = np.empty((4, nc), out.dtype)  # the neighbours of the pixels to choose
     key = np.empty(nc, np.uint16)
-    for start in range(0, nc, CHUNK):  # in chunks: temporaries stay in cache
-        end = min(nc, start + CHUNK)
-        for j, view in enumerate(views):
-            np.take(view, choose[start:end], out=nb[j, start:end], mode="clip")  # "clip": `out` unbuffered
-        key[start:end] = raw_keys(*nb[:, start:end])
-    if edge.size:
-        chosen = varied[edge]
-        key[np.searchsorted(choose, edge[chosen])] = edge_key[chosen]
-    contexts = tables.raw_context[group(geometry.kind, geometry.d)].take(key)
-    return Prepared(geometry, varied, out, choose, nb, key, contexts)
+    rows = tables.raw_context[group(geometry.kind, geometry.d)]
+    contexts = np.empty(nc, rows.dtype)
+    # The pixels to choose with an absent neighbour: their places in `choose`, in order, and their keys.
+    kept = np.flatnonzero(varied[edge]) if edge.size else edge
+    kept = kept[np.argsort(edge[kept])]
+    edge_at = np.searchsorted(choose, edge[kept])
+    edge_key = edge_key[kept] if edge.size else edge
+
+    def gather(first: int, stop: int) -> None:
+        for start in range(first, stop, CHUNK):  # in chunks: temporaries stay in cache
+            end = min(stop, start + CHUNK)
+            for j, view in enumerate(views):
+                np.take(view, choose[start:end], out=nb[j, start:end], mode="clip")  # "clip": `out` unbuffered
+            key[start:end] = raw_keys(*nb[:, start:end])
+            np.take(rows, key[start:end], out=contexts[start:end], mode="clip")  # keys < 1024: in range
+        i0, i1 = np.searchsorted(edge_at, (first, stop))  # at the edges, keys also mark the absent neighbours
+        key[edge_at[i0:i1]] = edge_key[i0:i1]
+        contexts[edge_at[i0:i1]] = rows.take(edge_key[i0:i1])
+
+    if pool is None or nc < SPLIT_MIN:
+        gather(0, nc)
+        blocks = [(0, nc, None)]
+    else:
+        blocks = []
+        for start in range(0, nc, SPLIT_MIN):
+            stop = min(nc, start + SPLIT_MIN)
+            blocks.append((start, stop, pool.submit(gather, start, stop)))
+    return Prepared(geometry, varied, out, choose, nb, key, contexts, blocks)
 
 
 def read_pass(symbols: Symbols, p: Prepared) -> Read:
@@ -857,9 +913,13 @@ def read_pass(symbols: Symbols, p: Prepared) -> Read:
                 raise SymbolRangeError(f"{name}: escape gap reaches pixel {int(at[-1])} of {unanimous} unanimous pixels")
             unanimous_escapes = unanimous_slots(at, p.varied, geometry)
     p.varied = None  # free what is no longer needed as soon as possible: fewer fresh pages later
-    read = Read(unanimous_escapes, None, p.choose[:0], None, slice(None), slice(None), None)
+    read = Read(unanimous_escapes, None, p.choose[:0], p.choose[:0], None, slice(None), slice(None), None)
     if p.choose.size:
-        symbol = symbols.decoder.decode(p.contexts, choice_contexts(group_))
+        symbol = np.empty(p.choose.size, np.uint8)
+        for start, stop, gathered in p.blocks:
+            if gathered is not None:
+                gathered.result()
+            symbol[start:stop] = symbols.decoder.decode(p.contexts[start:stop], choice_contexts(group_))
         p.contexts = None
         read.pick = tables.raw_pick.take((p.key << 3) | symbol)
         read.escaped = np.flatnonzero(read.pick > 3)
@@ -868,19 +928,25 @@ def read_pass(symbols: Symbols, p: Prepared) -> Read:
     return read
 
 
-def finish_pass(p: Prepared, read: Read, escapes: EscapeOrder) -> np.ndarray:
-    """The pass's labels from what was read: named candidates, then escapes (spec §11.5)."""
+def finish_pass(p: Prepared, read: Read, escapes: EscapeOrder, pool: ThreadPoolExecutor | None = None) -> np.ndarray:
+    """The pass's labels from what was read: named candidates, then escapes (spec §11.5).
+
+    With a `pool`, both steps work in two halves on two threads.
+    """
     out = p.out
     nc = p.choose.size
     pick = read.pick
-    for start in range(0, nc, CHUNK):
-        end = min(nc, start + CHUNK)
-        chunk = np.bitwise_and(pick[start:end], np.uint8(3))  # the neighbour to copy; an escape's reference
-        at = np.multiply(chunk, nc, dtype=np.intp)
-        at += np.arange(start, end)
-        out[p.choose[start:end]] = p.nb.reshape(-1).take(at)
-    unanimous, escaped = read.unanimous, read.escaped
-    chosen = p.choose.take(escaped)
+
+    def copy_named(first: int, stop: int) -> None:
+        for start in range(first, stop, CHUNK):
+            end = min(stop, start + CHUNK)
+            chunk = np.bitwise_and(pick[start:end], np.uint8(3))  # the neighbour to copy; an escape's reference
+            at = np.multiply(chunk, nc, dtype=np.intp)
+            at += np.arange(start, end)
+            out[p.choose[start:end]] = p.nb.reshape(-1).take(at)
+
+    in_halves(pool, copy_named, nc)
+    unanimous, escaped, chosen = read.unanimous, read.escaped, read.chosen
     if read.labels is not None:  # K > 256
         slots = np.empty(read.labels.size, np.intp)
         if unanimous.size:
@@ -892,16 +958,22 @@ def finish_pass(p: Prepared, read: Read, escapes: EscapeOrder) -> np.ndarray:
         if unanimous.size:
             out[unanimous] = escapes.ranked_labels(read.ranks[read.at_u], out.take(unanimous), [], [])
         if chosen.size:
-            keys = p.key.take(escaped)
-            others = [row.take(escaped) for row in p.nb]
-            repeat = [gone.take(keys) for gone in code_tables().raw_repeat]
-            if escapes.mean:  # spec §11.13; bits 6-9 of a key mark the absent neighbours
-                absent = keys >> np.uint16(6)
-                ref = escapes.mean_refs(others, [(absent >> np.uint16(j) & 1) == 0 for j in range(4)] if absent.any() else None)
-            else:
-                ref = out.take(chosen)  # candidate 0
-            out[chosen] = escapes.ranked_labels(read.ranks[read.at_c], ref, others, repeat)
+            ranks = read.ranks[read.at_c]
+            in_halves(pool, lambda first, stop: _rank_chosen(p, escaped[first:stop], chosen[first:stop], ranks[first:stop], escapes), chosen.size)
     return out.reshape(p.geometry.ny, p.geometry.row)[:, : p.geometry.nx]
+
+
+def _rank_chosen(p: Prepared, escaped: np.ndarray, chosen: np.ndarray, ranks: np.ndarray, escapes: EscapeOrder) -> None:
+    """The labels of escapes among the pixels to choose (K <= 256): `escaped` into `choose`, at slots `chosen`."""
+    keys = p.key.take(escaped)
+    others = [row.take(escaped) for row in p.nb]
+    repeat = [gone.take(keys) for gone in code_tables().raw_repeat]
+    if escapes.mean:  # spec §11.13; bits 6-9 of a key mark the absent neighbours
+        absent = keys >> np.uint16(6)
+        ref = escapes.mean_refs(others, [(absent >> np.uint16(j) & 1) == 0 for j in range(4)] if absent.any() else None)
+    else:
+        ref = p.out.take(chosen)  # candidate 0
+    p.out[chosen] = escapes.ranked_labels(ranks, ref, others, repeat)
 
 
 def unanimous_slots(at: np.ndarray, varied: np.ndarray, geometry: Geometry) -> np.ndarray:
@@ -918,13 +990,13 @@ def read_escapes(symbols: Symbols, group_: int, name: str, p: Prepared, read: Re
     those its key names. Their ranks come in raster order, both kinds mixed.
     """
     unanimous, escaped = read.unanimous, read.escaped
-    chosen = p.choose[escaped]
-    m_chosen = code_tables().raw_m.take(p.key[escaped]).astype(np.int64) if escaped.size else None
+    chosen = read.chosen = p.choose.take(escaped)
+    m_chosen = code_tables().raw_m.take(p.key.take(escaped)).astype(np.int64) if escaped.size else None
     if unanimous.size and chosen.size:
-        order = np.argsort(np.concatenate([unanimous, chosen]), kind="stable")  # two sorted runs: a merge
-        from_unanimous = order < unanimous.size
-        read.at_u, read.at_c = np.flatnonzero(from_unanimous), np.flatnonzero(~from_unanimous)
-        m = np.ones(order.size, np.int64)
+        # Two sorted runs of distinct slots: each slot's place in the merged order.
+        read.at_u = np.arange(unanimous.size) + np.searchsorted(chosen, unanimous)
+        read.at_c = np.arange(chosen.size) + np.searchsorted(unanimous, chosen)
+        m = np.ones(unanimous.size + chosen.size, np.int64)
         m[read.at_c] = m_chosen
     else:
         m = m_chosen if chosen.size else np.ones(unanimous.size, np.int64)

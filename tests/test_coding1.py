@@ -2,6 +2,7 @@
 
 import re
 import struct
+import threading
 import tracemalloc
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -206,6 +207,88 @@ def test_threaded_decode_gives_the_same_labels(threaded):
     assert decoder_tasks > 0  # the worker thread did take part
 
 
+
+def test_passes_split_in_halves_give_the_same_labels(threaded, monkeypatch):
+    """With the worker, large passes are gathered on it in blocks, and finished in two halves, one on each thread."""
+    monkeypatch.setattr(coding1, "CHUNK", 7)  # halves of several chunks each
+    rank_chosen = coding1._rank_chosen
+    ranked_on_worker = []  # passes A and C finish on the main thread: their second half only on the worker
+
+    def spy(p, *args):
+        if p.geometry.kind == "A" and threading.current_thread() is not threading.main_thread():
+            ranked_on_worker.append(p.geometry.d)
+        return rank_chosen(p, *args)
+
+    monkeypatch.setattr(coding1, "_rank_chosen", spy)
+    on_worker = {1 << 40: 0, 2: 0}
+    for palette, labels in threaded_cases():
+        stream = coding1.encode_labels(labels, palette)
+        submitted = []
+        for split_min in on_worker:
+            monkeypatch.setattr(coding1, "SPLIT_MIN", split_min)
+            threaded.submitted = 0
+            ranked_on_worker.clear()
+            decoded = coding1.decode_labels(memoryview(stream), labels.shape[1], labels.shape[0], palette, 0)
+            submitted.append(threaded.submitted)
+            on_worker[split_min] += len(ranked_on_worker)
+            assert np.array_equal(decoded, labels)
+        assert submitted[1] > submitted[0]  # the blocks and halves did go to the worker
+    assert on_worker[1 << 40] == 0 and on_worker[2] > 0
+
+
+
+
+class Deferred:
+    def __init__(self, work, args):
+        self.work, self.args, self.done = work, args, False
+
+    def result(self):
+        if not self.done:
+            self.value, self.done = self.work(*self.args), True
+        return self.value
+
+
+class DeferredPool:
+    """Runs a task only when its result is asked for: work used before it is waited for is left undone."""
+
+    def __init__(self, *args):
+        pass
+
+    def submit(self, work, *args):
+        return Deferred(work, args)
+
+    def shutdown(self):
+        pass
+
+
+def test_decoder_waits_for_the_worker_before_using_its_work(monkeypatch):
+    cases = [(palette, labels, coding1.encode_labels(labels, palette)) for palette, labels in threaded_cases()]
+    monkeypatch.setattr(coding1, "THREAD_MIN_PIXELS", 1)
+    monkeypatch.setattr(coding1, "SPLIT_MIN", 2)
+    monkeypatch.setattr(coding1, "CHUNK", 7)
+    monkeypatch.setattr(coding1, "ThreadPoolExecutor", DeferredPool)
+    for palette, labels, stream in cases:
+        decoded = coding1.decode_labels(memoryview(stream), labels.shape[1], labels.shape[0], palette, 0)
+        assert np.array_equal(decoded, labels)
+
+
+@pytest.mark.parametrize("share", [0.0, 0.3, 0.9, 1.0])
+@pytest.mark.parametrize("rows", [13, 6])
+def test_unanimous_slots_count_only_pixels_with_one_candidate(share, rows):
+    """The escape list numbers unanimous pixels in raster order (spec §11.4); slots past a row's end are no pixel."""
+    rng = np.random.default_rng(int(share * 10))
+    geometry = coding1.Geometry("A", 1, 13, 9, 11, coding1.DIAGONAL, 18, 26)
+    varied = rng.random((13, 11)) < share
+    varied[:, 9:] = False  # slots past a row's end
+    varied[4, :9] = True  # a row without unanimous pixels
+    varied[rows:] = False  # none to choose after the first `rows` rows
+    unanimous = np.flatnonzero(~varied[:, :9])
+    at = np.sort(rng.choice(unanimous.size, unanimous.size // 2, replace=False)) if unanimous.size else np.zeros(0, np.int64)
+    pixels = unanimous[at]
+    slots = coding1.unanimous_slots(at, varied.reshape(-1), geometry)
+    assert np.array_equal(slots, pixels // 9 * 11 + pixels % 9)
+
+
 def test_encoder_bands_write_the_same_bytes(monkeypatch):
     """Large passes are encoded a band of rows at a time; the stream must be the whole pass's."""
     cases = list(threaded_cases())
@@ -238,6 +321,7 @@ def test_work_in_chunks_gives_the_same_labels(monkeypatch):
 
 def test_threaded_decode_raises_the_same_errors(threaded, monkeypatch):
     """Truncated and corrupted streams fail with the same class and message with or without the worker."""
+    monkeypatch.setattr(coding1, "SPLIT_MIN", 2)  # and with passes split in halves
     palette, labels = list(threaded_cases())[1]
     stream = coding1.encode_labels(labels, palette)
     threaded.submitted = 0  # count only the decoder's tasks

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kmcodec._histogram import pack_keys
-from kmcodec._nearest import _nearest_brute, _nearest_grid
+from kmcodec import _nearest
+from kmcodec._nearest import _nearest_brute, _nearest_grid, nearest_few
 from kmcodec.errors import ImageInputError, ParameterError
 from kmcodec.palette import (
     ImageHistogram,
@@ -304,6 +305,19 @@ def test_grid_search_matches_brute_force(k, dense):
     assert np.array_equal(lab, ref_lab)
     assert np.array_equal(sq, ref_sq)
     assert np.array_equal(lab[:3000], brute_nearest(colours[:3000], palette)[0])
+
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_nearest_few_is_the_exact_nearest_ties_to_lowest(channels, monkeypatch):
+    """The decoder's search of mean colours (spec §11.13), here in blocks of a few rows."""
+    monkeypatch.setattr(_nearest, "FEW_BLOCK", 256 * 300)
+    rng = np.random.default_rng(channels)
+    palette = rng.integers(0, 256, (256, channels), dtype=np.uint8)
+    palette[1::4] = palette[::4]  # duplicates: exact ties
+    colours = rng.integers(0, 256, (3000, channels), dtype=np.uint8)
+    colours[:64] = palette[1::4]  # on a duplicated entry: the lower index wins
+    assert np.array_equal(nearest_few(colours, palette), brute_nearest(colours, palette)[0])
 
 
 # --------------------------------------------------------------------------- seeding
