@@ -1,0 +1,741 @@
+/* kmcodec._raster: coding 1, method 3 (spec/kmq.md §11.15) in C.
+
+   The range-coded part R (the label stream after its method byte 3):
+
+     pixels in raster order; for pixel (x, y) the neighbours W, N, NE, NW
+     (WW, NN only for the context), absent outside the image
+     candidates  the distinct labels of the present neighbours, most held first,
+                 ties in neighbour order; m = 0 ... 4 of them (0 only at (0, 0))
+     context t   bits 0-5 pairs agree (W N, W NE, W NW, N NE, N NW, NE NW),
+                 6-9 W N NE NW absent, 10 WW agrees with W, 11 NN with N, 12-14 m
+     m >= 1      a symbol s of choice table t (m + 1 symbols): s < m takes
+                 candidate s, s = m escapes
+     escape      a token of escape table m (Z = 1 + token(K - 1) symbols), then
+                 its extra bits (fixed table 1:1, most significant first);
+                 r = token below 8, else 2^g + h 2^(g-1) + extra; the label is
+                 entry r of the palette ordered by distance from ref, ties by
+                 index, without the candidates; ref = the entry nearest the mean
+                 colour of the present neighbours (0 at pixel (0, 0))
+     tables      every frequency starts at 16, grows by 24 when coded; above a
+                 total of 8192 all halve, rounding up
+     coder       range 2^32 - 1, code = bytes 1-4 of R (byte 0 must be 0); a
+                 symbol: q = range / T, v = code / q (v >= T is invalid), then
+                 code -= q c(s), range = q f(s), one byte in while range < 2^24
+     end         every byte of R read, code 0
+
+   encode() writes R as the spec's non-normative encoder does (LZMA's carry
+   scheme); decode() reports the first failure in decoding order as
+   (kind, pixel, a, b), which kmcodec/raster_coding.py turns into the §7 error.
+   The pixel loops run without the GIL. Every allocation is set by K, C and the
+   image's width and height, never by a byte of R. */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOP (1u << 24)        /* the coder renormalises below 2^24 */
+#define START 16              /* adaptive tables: first frequency */
+#define STEP 24               /*   growth of a coded symbol */
+#define LIMIT 8192            /*   halve when the total is above this */
+#define MAX_K 256
+#define MAX_Z 18              /* 1 + token(255) */
+#define CONTEXTS_PER_M 4096   /* t = bits 0-11 | m << 12 */
+#define ABSENT (-1)           /* a neighbour outside the image */
+#define NOT_LABEL (-2)        /* an unused candidate slot: equals no label */
+
+typedef struct { uint16_t f[5]; uint16_t total; } Choice;      /* totals stay <= 8192 + 24 */
+typedef struct { uint16_t f[MAX_Z]; uint16_t total; } Escape;
+
+/* Candidates of every possible neighbourhood, by its bits 0-9 of t: the neighbour
+   (0 W, 1 N, 2 NE, 3 NW, 4 the NOT_LABEL slot) holding candidate s in bits 3s..3s+2,
+   and m in bits 12-14, where it also sits in t. Filled once at import. */
+static uint16_t CANDIDATES[1024];
+
+static const char *const KIND_NAMES[] = {NULL, "first_byte", "value", "past_end", "left_over", "code", "rank"};
+enum { OK, FIRST_BYTE, VALUE, PAST_END, LEFT_OVER, CODE, RANK, NO_MEMORY, BAD_LABEL };
+
+typedef struct { int kind; size_t pixel; uint64_t a, b; } Fault;
+
+static void fill_candidates(void)
+{
+    static const int pair[6][2] = {{0, 1}, {0, 2}, {0, 3}, {1, 2}, {1, 3}, {2, 3}};
+    for (unsigned key = 0; key < 1024; key++) {
+        int same[4][4] = {{0}}, count[4] = {0}, m = 0;
+        unsigned word = 0;
+        for (int b = 0; b < 6; b++)
+            same[pair[b][0]][pair[b][1]] = same[pair[b][1]][pair[b][0]] = (key >> b) & 1;
+        for (int i = 0; i < 4; i++) {
+            int first = !((key >> (6 + i)) & 1);
+            for (int j = 0; j < i; j++)
+                first &= !(same[j][i] && !((key >> (6 + j)) & 1));
+            if (!first)
+                continue;
+            count[i] = 1;
+            for (int j = i + 1; j < 4; j++)
+                count[i] += same[i][j] && !((key >> (6 + j)) & 1);
+        }
+        for (int c = 4; c >= 1; c--)      /* most held first, then neighbour order */
+            for (int i = 0; i < 4; i++)
+                if (count[i] == c)
+                    word |= (unsigned)i << (3 * m++);
+        for (int s = m; s < 4; s++)
+            word |= 4u << (3 * s);
+        CANDIDATES[key] = (uint16_t)(word | (unsigned)m << 12);
+    }
+}
+
+static int token_of(unsigned r, int *nbits, unsigned *extra)
+{
+    int g = 0;
+    if (r < 8) {
+        *nbits = 0;
+        *extra = 0;
+        return (int)r;
+    }
+    while (r >> (g + 1))
+        g++;
+    *nbits = g - 1;
+    *extra = r & ((1u << (g - 1)) - 1);
+    return 8 + 2 * (g - 3) + (int)((r >> (g - 1)) & 1);
+}
+
+static inline void adapt(uint16_t *f, uint16_t *total, int n, int s)
+{
+    f[s] += STEP;
+    *total += STEP;
+    if (*total > LIMIT) {
+        unsigned sum = 0;
+        for (int i = 0; i < n; i++) {
+            f[i] = (uint16_t)((f[i] + 1) >> 1);
+            sum += f[i];
+        }
+        *total = (uint16_t)sum;
+    }
+}
+
+/* ---- the model both directions share --------------------------------------------- */
+
+typedef struct {
+    int k, channels, z;
+    const uint8_t *palette;
+    Choice *choice;            /* 4 x 4096 tables, for t - 4096 (m >= 1) */
+    Escape escape[5];          /* by m */
+    uint8_t *order;            /* row a: all entries by distance from a, ties by index */
+    uint8_t *built;            /* whether row a of order is filled (rows are made on first use) */
+    uint16_t *nearest;         /* channels <= 3: nearest entry + 1 by packed colour, 0 = not yet */
+    uint64_t colour[MAX_K + 1];/* entry l's channels in 16-bit lanes at l + 1; [0] = 0 for absent */
+    uint8_t same[MAX_K];       /* the lowest entry with entry l's colour */
+    int16_t *rows;             /* three rows of labels with 2 absent on the left, 1 on the right */
+} Model;
+
+static void model_free(Model *md)
+{
+    free(md->choice);
+    free(md->order);
+    free(md->built);
+    free(md->nearest);
+    free(md->rows);
+}
+
+static int model_init(Model *md, int k, int channels, const uint8_t *palette, size_t width)
+{
+    int nbits;
+    unsigned extra;
+    memset(md, 0, sizeof *md);
+    md->k = k;
+    md->channels = channels;
+    md->palette = palette;
+    md->z = 1 + token_of((unsigned)(k - 1), &nbits, &extra);
+    md->choice = malloc(sizeof(Choice) * 4 * CONTEXTS_PER_M);
+    md->order = malloc((size_t)k * (size_t)k);
+    md->built = calloc((size_t)k, 1);
+    md->rows = malloc(sizeof(int16_t) * 3 * (width + 3));
+    if (channels <= 3)  /* 2^24 entries for RGB: only the pages of colours met are touched */
+        md->nearest = calloc((size_t)1 << (8 * channels), sizeof(uint16_t));
+    if (!md->choice || !md->order || !md->built || !md->rows) {
+        model_free(md);
+        return -1;
+    }
+    for (int i = 0; i < 4 * CONTEXTS_PER_M; i++) {
+        int n = i / CONTEXTS_PER_M + 2;
+        for (int s = 0; s < 5; s++)
+            md->choice[i].f[s] = s < n ? START : 0;
+        md->choice[i].total = (uint16_t)(START * n);
+    }
+    for (int m = 0; m < 5; m++) {
+        for (int s = 0; s < MAX_Z; s++)
+            md->escape[m].f[s] = s < md->z ? START : 0;
+        md->escape[m].total = (uint16_t)(START * md->z);
+    }
+    for (int l = 0; l < k; l++) {
+        const uint8_t *p = palette + (size_t)l * channels;
+        uint64_t packed = 0;
+        for (int c = 0; c < channels; c++)
+            packed |= (uint64_t)p[c] << (16 * c);
+        md->colour[l + 1] = packed;
+        md->same[l] = (uint8_t)l;
+        for (int e = 0; e < l; e++)
+            if (md->colour[e + 1] == packed) {
+                md->same[l] = (uint8_t)e;
+                break;
+            }
+    }
+    for (size_t i = 0; i < 3 * (width + 3); i++)
+        md->rows[i] = ABSENT;
+    return 0;
+}
+
+static unsigned distance(const uint8_t *p, const int *colour, int channels)
+{
+    unsigned d = 0;
+    for (int c = 0; c < channels; c++) {
+        int v = (int)p[c] - colour[c];
+        d += (unsigned)(v * v);
+    }
+    return d;
+}
+
+/* Sorts keys ascending (bottom-up merge sort); keys are distinct. */
+static void sort_keys(uint32_t *keys, uint32_t *tmp, int n)
+{
+    for (int width = 1; width < n; width *= 2) {
+        for (int lo = 0; lo < n; lo += 2 * width) {
+            int mid = lo + width < n ? lo + width : n, hi = lo + 2 * width < n ? lo + 2 * width : n;
+            int i = lo, j = mid, o = lo;
+            while (i < mid && j < hi)
+                tmp[o++] = keys[i] < keys[j] ? keys[i++] : keys[j++];
+            while (i < mid)
+                tmp[o++] = keys[i++];
+            while (j < hi)
+                tmp[o++] = keys[j++];
+        }
+        memcpy(keys, tmp, sizeof(uint32_t) * (size_t)n);
+    }
+}
+
+/* Row `ref` of the order table, made on its first use. */
+static const uint8_t *order_from(Model *md, int ref)
+{
+    uint8_t *row = md->order + (size_t)ref * md->k;
+    if (!md->built[ref]) {
+        uint32_t keys[MAX_K], tmp[MAX_K];
+        int colour[4];
+        const uint8_t *p = md->palette + (size_t)ref * md->channels;
+        for (int c = 0; c < md->channels; c++)
+            colour[c] = p[c];
+        for (int e = 0; e < md->k; e++)  /* distance <= 4 * 255^2 < 2^19, index in the low byte */
+            keys[e] = distance(md->palette + (size_t)e * md->channels, colour, md->channels) << 8 | (uint32_t)e;
+        sort_keys(keys, tmp, md->k);
+        for (int e = 0; e < md->k; e++)
+            row[e] = (uint8_t)keys[e];
+        md->built[ref] = 1;
+    }
+    return row;
+}
+
+/* The entry nearest the mean colour of the present neighbours (§11.13), for m >= 2. */
+static int mean_reference(Model *md, const int *nb, unsigned absent)
+{
+    uint64_t sum = md->colour[nb[0] + 1] + md->colour[nb[1] + 1] + md->colour[nb[2] + 1] + md->colour[nb[3] + 1];
+    unsigned q = 4 - ((absent & 1) + (absent >> 1 & 1) + (absent >> 2 & 1) + (absent >> 3 & 1));
+    int mean[4];
+    uint32_t key = 0;
+    for (int c = 0; c < md->channels; c++) {
+        unsigned s = (unsigned)(sum >> (16 * c)) & 0xFFFF;
+        mean[c] = (int)((2 * s + q) / (2 * q));  /* rounded half up */
+        key = key << 8 | (uint32_t)mean[c];
+    }
+    if (md->nearest && md->nearest[key])
+        return md->nearest[key] - 1;
+    int best = 0;
+    unsigned best_d = distance(md->palette, mean, md->channels);
+    for (int e = 1; e < md->k; e++) {
+        unsigned d = distance(md->palette + (size_t)e * md->channels, mean, md->channels);
+        if (d < best_d) {  /* ties to the lower index */
+            best_d = d;
+            best = e;
+        }
+    }
+    if (md->nearest)
+        md->nearest[key] = (uint16_t)(best + 1);
+    return best;
+}
+
+/* ref of an escape: entry 0 with no neighbour; the lowest entry of the one candidate's
+   colour when all present neighbours agree (their mean is that colour); else the mean's nearest. */
+static inline int reference(Model *md, const int *nb, unsigned absent, int m, int first)
+{
+    if (m == 0)
+        return 0;
+    if (m == 1)
+        return md->same[first];
+    return mean_reference(md, nb, absent);
+}
+
+/* One pixel's neighbourhood, from the rows above (up2, up) and its own row (row). */
+typedef struct {
+    int nb[5];         /* W, N, NE, NW, and NOT_LABEL */
+    int cand[4];       /* NOT_LABEL past m */
+    unsigned absent, t;
+    int m;
+} Near;
+
+static inline void near_of(const int16_t *up2, const int16_t *up, const int16_t *row, size_t x, Near *p)
+{
+    int w = row[x - 1], n = up[x], ne = up[x + 1], nw = up[x - 1];
+    unsigned absent = (unsigned)(w < 0) | (unsigned)(n < 0) << 1 | (unsigned)(ne < 0) << 2 | (unsigned)(nw < 0) << 3;
+    unsigned key = (unsigned)(w == n) | (unsigned)(w == ne) << 1 | (unsigned)(w == nw) << 2
+                 | (unsigned)(n == ne) << 3 | (unsigned)(n == nw) << 4 | (unsigned)(ne == nw) << 5 | absent << 6;
+    unsigned word = CANDIDATES[key];
+    p->nb[0] = w;
+    p->nb[1] = n;
+    p->nb[2] = ne;
+    p->nb[3] = nw;
+    p->nb[4] = NOT_LABEL;
+    p->cand[0] = p->nb[word & 7];
+    p->cand[1] = p->nb[word >> 3 & 7];
+    p->cand[2] = p->nb[word >> 6 & 7];
+    p->cand[3] = p->nb[word >> 9 & 7];
+    p->absent = absent;
+    p->m = (int)(word >> 12);
+    p->t = key | (unsigned)(row[x - 2] == w) << 10 | (unsigned)(up2[x] == n) << 11 | (word & 0x7000);
+}
+
+static inline int is_candidate(const Near *p, int e)
+{
+    return (e == p->cand[0]) | (e == p->cand[1]) | (e == p->cand[2]) | (e == p->cand[3]);
+}
+
+/* ---- decoding ---------------------------------------------------------------------- */
+
+typedef struct {
+    uint32_t range, code;
+    const uint8_t *in;
+    size_t pos, n;
+} Decoder;
+
+static inline int fill(Decoder *d)
+{
+    while (d->range < TOP) {
+        if (d->pos == d->n)
+            return PAST_END;
+        d->code = d->code << 8 | d->in[d->pos++];
+        d->range <<= 8;
+    }
+    return OK;
+}
+
+/* A symbol of an adaptive table (f, total, n symbols), then the table's update. */
+static inline int decode_symbol(Decoder *d, uint16_t *f, uint16_t *total, int n, int *symbol, Fault *fault)
+{
+    uint32_t q = d->range / *total, v = d->code / q, cum = 0;
+    int s = 0;
+    if (v >= *total) {
+        fault->kind = VALUE;
+        fault->a = v;
+        fault->b = *total;
+        return VALUE;
+    }
+    while (cum + f[s] <= v)
+        cum += f[s++];
+    d->code -= q * cum;
+    d->range = q * f[s];
+    adapt(f, total, n, s);
+    *symbol = s;
+    return fill(d);
+}
+
+static inline int decode_bit(Decoder *d, int *bit, Fault *fault)
+{
+    uint32_t q = d->range >> 1;
+    if (d->code >= 2 * (uint64_t)q) {
+        fault->kind = VALUE;
+        fault->a = d->code / q;
+        fault->b = 2;
+        return VALUE;
+    }
+    *bit = d->code >= q;
+    d->code -= q & (uint32_t)-*bit;
+    d->range = q;
+    return fill(d);
+}
+
+static int decode_escape(Model *md, Decoder *d, const Near *p, int *label, Fault *fault)
+{
+    Escape *table = &md->escape[p->m];
+    int tok, status = decode_symbol(d, table->f, &table->total, md->z, &tok, fault);
+    unsigned r = (unsigned)tok;
+    if (status)
+        return status;
+    if (tok >= 8) {
+        int g = (tok - 8) / 2 + 3;
+        unsigned extra = 0;
+        for (int b = 0; b < g - 1; b++) {
+            int bit;
+            if ((status = decode_bit(d, &bit, fault)))
+                return status;
+            extra = extra << 1 | (unsigned)bit;
+        }
+        r = 1u << g | (unsigned)((tok - 8) & 1) << (g - 1) | extra;
+    }
+    if (r >= (unsigned)(md->k - p->m)) {
+        fault->a = r;
+        fault->b = (uint64_t)(md->k - p->m);
+        return RANK;
+    }
+    const uint8_t *order = order_from(md, reference(md, p->nb, p->absent, p->m, p->cand[0]));
+    for (int i = 0;; i++) {  /* r < K - m: entry r of the non-candidates exists */
+        if (is_candidate(p, order[i]))
+            continue;
+        if (r-- == 0) {
+            *label = order[i];
+            return OK;
+        }
+    }
+}
+
+static int decode_pixels(Model *md, Decoder *d, uint8_t *out, size_t width, size_t height, Fault *fault)
+{
+    int16_t *up2 = md->rows + 2, *up = up2 + width + 3, *row = up + width + 3;
+    for (size_t y = 0; y < height; y++) {
+        for (size_t x = 0; x < width; x++) {
+            Near p;
+            int label, status = OK;
+            near_of(up2, up, row, x, &p);
+            if (p.m) {
+                Choice *table = &md->choice[p.t - CONTEXTS_PER_M];
+                int s = 0;
+                status = decode_symbol(d, table->f, &table->total, p.m + 1, &s, fault);
+                label = p.cand[s & 3];
+                if (!status && s == p.m)
+                    status = decode_escape(md, d, &p, &label, fault);
+            } else {
+                status = decode_escape(md, d, &p, &label, fault);
+            }
+            if (status) {
+                fault->kind = status;
+                fault->pixel = y * width + x;
+                return status;
+            }
+            row[x] = (int16_t)label;
+            out[y * width + x] = (uint8_t)label;
+        }
+        int16_t *oldest = up2;
+        up2 = up;
+        up = row;
+        row = oldest;
+    }
+    fault->pixel = width * height;
+    if (d->pos != d->n) {
+        fault->a = d->pos;
+        fault->b = d->n;
+        return fault->kind = LEFT_OVER;
+    }
+    if (d->code) {
+        fault->a = d->code;
+        fault->b = 0;
+        return fault->kind = CODE;
+    }
+    return OK;
+}
+
+static int decode_stream(const uint8_t *in, size_t n, size_t width, size_t height, const uint8_t *palette,
+                         int k, int channels, uint8_t *out, Fault *fault)
+{
+    Decoder d = {0xFFFFFFFFu, 0, in, 0, n};
+    Model md;
+    int status;
+    fault->pixel = 0;
+    fault->a = n;  /* for past_end */
+    fault->b = 0;
+    if (n == 0)
+        return fault->kind = PAST_END;
+    if (in[0] != 0) {
+        fault->a = in[0];
+        return fault->kind = FIRST_BYTE;
+    }
+    if (n < 5)
+        return fault->kind = PAST_END;
+    d.code = (uint32_t)in[1] << 24 | (uint32_t)in[2] << 16 | (uint32_t)in[3] << 8 | in[4];
+    d.pos = 5;
+    if (model_init(&md, k, channels, palette, width))
+        return NO_MEMORY;
+    status = decode_pixels(&md, &d, out, width, height, fault);
+    if (status == PAST_END)
+        fault->a = n, fault->b = 0;
+    model_free(&md);
+    return status;
+}
+
+/* ---- encoding (§11.15, non-normative: LZMA's range encoder) ----------------------- */
+
+typedef struct {
+    uint64_t low, pending;   /* low: 33 bits; pending: held-back bytes, the cache and 0xFFs */
+    uint32_t range;
+    uint8_t cache;
+    uint8_t *out;
+    size_t len, cap;
+    int failed;
+} Encoder;
+
+static void shift_low(Encoder *e)
+{
+    if ((uint32_t)e->low < 0xFF000000u || (e->low >> 32)) {
+        uint8_t carry = (uint8_t)(e->low >> 32), byte = e->cache;
+        if (e->len + e->pending > e->cap) {
+            size_t cap = 2 * e->cap + (size_t)e->pending;
+            uint8_t *grown = e->failed ? NULL : realloc(e->out, cap);
+            if (grown) {
+                e->out = grown;
+                e->cap = cap;
+            } else {
+                e->failed = 1;
+            }
+        }
+        do {
+            if (!e->failed)
+                e->out[e->len++] = (uint8_t)(byte + carry);
+            byte = 0xFF;
+        } while (--e->pending);
+        e->cache = (uint8_t)(e->low >> 24);
+    }
+    e->pending++;
+    e->low = (e->low & 0x00FFFFFFu) << 8;
+}
+
+static inline void put(Encoder *e, uint32_t cum, uint32_t f, uint32_t total)
+{
+    uint32_t q = e->range / total;
+    e->low += (uint64_t)q * cum;
+    e->range = q * f;
+    while (e->range < TOP) {
+        e->range <<= 8;
+        shift_low(e);
+    }
+}
+
+static inline void encode_symbol(Encoder *e, uint16_t *f, uint16_t *total, int n, int s)
+{
+    uint32_t cum = 0;
+    for (int i = 0; i < s; i++)
+        cum += f[i];
+    put(e, cum, f[s], *total);
+    adapt(f, total, n, s);
+}
+
+static void encode_escape(Model *md, Encoder *e, const Near *p, int label)
+{
+    const uint8_t *order = order_from(md, reference(md, p->nb, p->absent, p->m, p->cand[0]));
+    unsigned r = 0;
+    int nbits;
+    unsigned extra;
+    for (int i = 0; order[i] != label; i++)
+        r += !is_candidate(p, order[i]);
+    Escape *table = &md->escape[p->m];
+    encode_symbol(e, table->f, &table->total, md->z, token_of(r, &nbits, &extra));
+    for (int b = nbits - 1; b >= 0; b--)
+        put(e, extra >> b & 1, 1, 2);
+}
+
+static int encode_pixels(Model *md, Encoder *e, const uint8_t *labels, size_t width, size_t height, Fault *fault)
+{
+    int16_t *up2 = md->rows + 2, *up = up2 + width + 3, *row = up + width + 3;
+    for (size_t y = 0; y < height; y++) {
+        const uint8_t *in = labels + y * width;
+        for (size_t x = 0; x < width; x++) {
+            if (in[x] >= md->k) {
+                fault->pixel = y * width + x;
+                fault->a = in[x];
+                return BAD_LABEL;
+            }
+            row[x] = in[x];
+        }
+        for (size_t x = 0; x < width; x++) {
+            Near p;
+            int v = in[x];
+            near_of(up2, up, row, x, &p);
+            if (p.m) {
+                int s = v == p.cand[0] ? 0 : v == p.cand[1] ? 1 : v == p.cand[2] ? 2 : v == p.cand[3] ? 3 : p.m;
+                Choice *table = &md->choice[p.t - CONTEXTS_PER_M];
+                encode_symbol(e, table->f, &table->total, p.m + 1, s);
+                if (s < p.m)
+                    continue;
+            }
+            encode_escape(md, e, &p, v);
+        }
+        int16_t *oldest = up2;
+        up2 = up;
+        up = row;
+        row = oldest;
+    }
+    for (int i = 0; i < 5; i++)
+        shift_low(e);
+    return e->failed ? NO_MEMORY : OK;
+}
+
+/* ---- Python interface --------------------------------------------------------------- */
+
+/* A C-contiguous buffer of `expected` bytes (or any length when expected < 0). */
+static int get_bytes(PyObject *obj, Py_buffer *view, int writable, const char *name, Py_ssize_t expected)
+{
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) < 0)
+        return -1;
+    const char *format = view->format ? view->format : "B";
+    if (*format == '@' || *format == '=' || *format == '<' || *format == '>' || *format == '!')
+        format++;
+    if (view->itemsize != 1 || strcmp(format, "B") != 0) {
+        PyErr_Format(PyExc_TypeError, "%s must hold uint8 (format 'B'), got format '%s' of %zd bytes an item",
+                     name, view->format ? view->format : "B", view->itemsize);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    if (expected >= 0 && view->len != expected) {
+        PyErr_Format(PyExc_ValueError, "%s must have %zd bytes, got %zd", name, expected, view->len);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+/* Checks width, height, k, channels; sets *pixels = width * height. */
+static int check_shape(Py_ssize_t width, Py_ssize_t height, int k, int channels, Py_ssize_t *pixels)
+{
+    if (width < 1 || height < 1) {
+        PyErr_Format(PyExc_ValueError, "width and height must be at least 1, got %zd x %zd", width, height);
+        return -1;
+    }
+    if (width > (PY_SSIZE_T_MAX - 3) / 6 || height > PY_SSIZE_T_MAX / width) {
+        PyErr_Format(PyExc_ValueError, "%zd x %zd pixels do not fit in memory", width, height);
+        return -1;
+    }
+    if (k < 1 || k > MAX_K) {
+        PyErr_Format(PyExc_ValueError, "method 3 needs 1 <= k <= %d, got %d", MAX_K, k);
+        return -1;
+    }
+    if (channels != 1 && channels != 3 && channels != 4) {
+        PyErr_Format(PyExc_ValueError, "channels must be 1, 3 or 4, got %d", channels);
+        return -1;
+    }
+    *pixels = width * height;
+    return 0;
+}
+
+PyDoc_STRVAR(encode_doc,
+"encode(labels, width, height, palette, k, channels) -> bytes\n\n"
+"R, the range-coded part of a method-3 label stream (spec section 11.15), without\n"
+"its method byte. labels: width * height uint8 labels in raster order; palette:\n"
+"k * channels uint8 values, entry i at i * channels.");
+
+static PyObject *encode(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"labels", "width", "height", "palette", "k", "channels", NULL};
+    PyObject *labels_obj, *palette_obj, *result = NULL;
+    Py_ssize_t width, height, pixels;
+    int k, channels, status;
+    Py_buffer labels, palette;
+    Model md;
+    Encoder e = {0, 1, 0xFFFFFFFFu, 0, NULL, 0, 0, 0};
+    Fault fault = {0, 0, 0, 0};
+    (void)self;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OnnOii:encode", names, &labels_obj, &width, &height,
+                                     &palette_obj, &k, &channels))
+        return NULL;
+    if (check_shape(width, height, k, channels, &pixels) < 0)
+        return NULL;
+    if (get_bytes(labels_obj, &labels, 0, "labels", pixels) < 0)
+        return NULL;
+    if (get_bytes(palette_obj, &palette, 0, "palette", (Py_ssize_t)k * channels) < 0) {
+        PyBuffer_Release(&labels);
+        return NULL;
+    }
+    e.cap = (size_t)pixels / 4 + 64;
+    e.out = malloc(e.cap);
+    if (!e.out || model_init(&md, k, channels, palette.buf, (size_t)width)) {
+        free(e.out);
+        PyBuffer_Release(&labels);
+        PyBuffer_Release(&palette);
+        return PyErr_NoMemory();
+    }
+    Py_BEGIN_ALLOW_THREADS
+    status = encode_pixels(&md, &e, labels.buf, (size_t)width, (size_t)height, &fault);
+    Py_END_ALLOW_THREADS
+    model_free(&md);
+    PyBuffer_Release(&labels);
+    PyBuffer_Release(&palette);
+    if (status == OK)
+        result = PyBytes_FromStringAndSize((const char *)e.out, (Py_ssize_t)e.len);
+    else if (status == BAD_LABEL)
+        PyErr_Format(PyExc_ValueError, "label %d at pixel %zu is not below k = %d", (int)fault.a, fault.pixel, k);
+    else
+        PyErr_NoMemory();
+    free(e.out);
+    return result;
+}
+
+PyDoc_STRVAR(decode_doc,
+"decode(data, width, height, palette, k, channels, out) -> None | (kind, pixel, a, b)\n\n"
+"Decodes R (a method-3 label stream without its method byte) into out, a writable\n"
+"buffer of width * height uint8. Returns None, or the first failure in decoding\n"
+"order: kind is first_byte, value, past_end, left_over, code or rank; pixel is the\n"
+"raster index of the pixel being decoded (width * height for the end checks).");
+
+static PyObject *decode(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"data", "width", "height", "palette", "k", "channels", "out", NULL};
+    PyObject *data_obj, *palette_obj, *out_obj;
+    Py_ssize_t width, height, pixels;
+    int k, channels, status;
+    Py_buffer data, palette, out;
+    Fault fault = {0, 0, 0, 0};
+    (void)self;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OnnOiiO:decode", names, &data_obj, &width, &height,
+                                     &palette_obj, &k, &channels, &out_obj))
+        return NULL;
+    if (check_shape(width, height, k, channels, &pixels) < 0)
+        return NULL;
+    if (get_bytes(data_obj, &data, 0, "data", -1) < 0)
+        return NULL;
+    if (get_bytes(palette_obj, &palette, 0, "palette", (Py_ssize_t)k * channels) < 0) {
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    if (get_bytes(out_obj, &out, 1, "out", pixels) < 0) {
+        PyBuffer_Release(&data);
+        PyBuffer_Release(&palette);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    status = decode_stream(data.buf, (size_t)data.len, (size_t)width, (size_t)height, palette.buf, k, channels,
+                           out.buf, &fault);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&palette);
+    PyBuffer_Release(&out);
+    if (status == OK)
+        Py_RETURN_NONE;
+    if (status == NO_MEMORY)
+        return PyErr_NoMemory();
+    return Py_BuildValue("(snKK)", KIND_NAMES[fault.kind], (Py_ssize_t)fault.pixel,
+                         (unsigned long long)fault.a, (unsigned long long)fault.b);
+}
+
+static PyMethodDef methods[] = {
+    {"encode", (PyCFunction)(void (*)(void))encode, METH_VARARGS | METH_KEYWORDS, encode_doc},
+    {"decode", (PyCFunction)(void (*)(void))decode, METH_VARARGS | METH_KEYWORDS, decode_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "kmcodec._raster",
+    "Coding 1, method 3 (spec section 11.15): the range-coded raster scan, encoder and decoder.", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__raster(void)
+{
+    fill_candidates();
+    return PyModule_Create(&module);
+}
