@@ -117,6 +117,9 @@ static inline void adapt(uint16_t *f, uint16_t *total, int n, int s)
 
 /* ---- the model both directions share --------------------------------------------- */
 
+#define CACHE_BITS 12          /* nearest entries of the last mean colours met: 32 kB */
+#define MAX_SUM (4 * 255)
+
 typedef struct {
     int k, channels, z;
     const uint8_t *palette;
@@ -124,10 +127,13 @@ typedef struct {
     Escape escape[5];          /* by m */
     uint8_t *order;            /* row a: all entries by distance from a, ties by index */
     uint8_t *built;            /* whether row a of order is filled (rows are made on first use) */
-    uint16_t *nearest;         /* channels <= 3: nearest entry + 1 by packed colour, 0 = not yet */
+    uint64_t *cache;           /* by hash of a mean colour: colour | (nearest + 1) << 32; 0 = empty */
+    int16_t *rows;             /* three rows of labels with 2 absent on the left, 1 on the right */
     uint64_t colour[MAX_K + 1];/* entry l's channels in 16-bit lanes at l + 1; [0] = 0 for absent */
     uint8_t same[MAX_K];       /* the lowest entry with entry l's colour */
-    int16_t *rows;             /* three rows of labels with 2 absent on the left, 1 on the right */
+    uint8_t by_sum[MAX_K];     /* entries by the sum of their channels, ties by index */
+    int16_t sum_of[MAX_K];     /* that sum, in by_sum's order */
+    uint16_t first_at[MAX_SUM + 2]; /* the first place in by_sum with a sum >= s */
 } Model;
 
 static void model_free(Model *md)
@@ -135,14 +141,14 @@ static void model_free(Model *md)
     free(md->choice);
     free(md->order);
     free(md->built);
-    free(md->nearest);
+    free(md->cache);
     free(md->rows);
 }
 
 static int model_init(Model *md, int k, int channels, const uint8_t *palette, size_t width)
 {
-    int nbits;
-    unsigned extra;
+    int nbits, sums[MAX_K];
+    unsigned extra, count[MAX_SUM + 2] = {0};
     memset(md, 0, sizeof *md);
     md->k = k;
     md->channels = channels;
@@ -151,10 +157,9 @@ static int model_init(Model *md, int k, int channels, const uint8_t *palette, si
     md->choice = malloc(sizeof(Choice) * 4 * CONTEXTS_PER_M);
     md->order = malloc((size_t)k * (size_t)k);
     md->built = calloc((size_t)k, 1);
+    md->cache = calloc((size_t)1 << CACHE_BITS, sizeof(uint64_t));
     md->rows = malloc(sizeof(int16_t) * 3 * (width + 3));
-    if (channels <= 3)  /* 2^24 entries for RGB: only the pages of colours met are touched */
-        md->nearest = calloc((size_t)1 << (8 * channels), sizeof(uint16_t));
-    if (!md->choice || !md->order || !md->built || !md->rows) {
+    if (!md->choice || !md->order || !md->built || !md->cache || !md->rows) {
         model_free(md);
         return -1;
     }
@@ -172,8 +177,11 @@ static int model_init(Model *md, int k, int channels, const uint8_t *palette, si
     for (int l = 0; l < k; l++) {
         const uint8_t *p = palette + (size_t)l * channels;
         uint64_t packed = 0;
-        for (int c = 0; c < channels; c++)
+        sums[l] = 0;
+        for (int c = 0; c < channels; c++) {
             packed |= (uint64_t)p[c] << (16 * c);
+            sums[l] += p[c];
+        }
         md->colour[l + 1] = packed;
         md->same[l] = (uint8_t)l;
         for (int e = 0; e < l; e++)
@@ -181,6 +189,16 @@ static int model_init(Model *md, int k, int channels, const uint8_t *palette, si
                 md->same[l] = (uint8_t)e;
                 break;
             }
+        count[sums[l] + 1]++;
+    }
+    for (int s = 0; s <= MAX_SUM; s++)  /* a counting sort: stable, so ties stay by index */
+        count[s + 1] += count[s];
+    for (int s = 0; s <= MAX_SUM + 1; s++)
+        md->first_at[s] = (uint16_t)count[s];
+    for (int l = 0; l < k; l++) {
+        unsigned place = count[sums[l]]++;
+        md->by_sum[place] = (uint8_t)l;
+        md->sum_of[place] = (int16_t)sums[l];
     }
     for (size_t i = 0; i < 3 * (width + 3); i++)
         md->rows[i] = ABSENT;
@@ -197,42 +215,66 @@ static unsigned distance(const uint8_t *p, const int *colour, int channels)
     return d;
 }
 
-/* Sorts keys ascending (bottom-up merge sort); keys are distinct. */
-static void sort_keys(uint32_t *keys, uint32_t *tmp, int n)
-{
-    for (int width = 1; width < n; width *= 2) {
-        for (int lo = 0; lo < n; lo += 2 * width) {
-            int mid = lo + width < n ? lo + width : n, hi = lo + 2 * width < n ? lo + 2 * width : n;
-            int i = lo, j = mid, o = lo;
-            while (i < mid && j < hi)
-                tmp[o++] = keys[i] < keys[j] ? keys[i++] : keys[j++];
-            while (i < mid)
-                tmp[o++] = keys[i++];
-            while (j < hi)
-                tmp[o++] = keys[j++];
-        }
-        memcpy(keys, tmp, sizeof(uint32_t) * (size_t)n);
-    }
-}
-
-/* Row `ref` of the order table, made on its first use. */
+/* Row `ref` of the order table, made on its first use: a stable radix sort by
+   distance (< 2^18, two passes of 9 bits) of the entries in index order. */
 static const uint8_t *order_from(Model *md, int ref)
 {
     uint8_t *row = md->order + (size_t)ref * md->k;
     if (!md->built[ref]) {
-        uint32_t keys[MAX_K], tmp[MAX_K];
-        int colour[4];
+        uint32_t d[MAX_K];
+        uint8_t tmp[MAX_K];
+        int colour[4], k = md->k;
         const uint8_t *p = md->palette + (size_t)ref * md->channels;
         for (int c = 0; c < md->channels; c++)
             colour[c] = p[c];
-        for (int e = 0; e < md->k; e++)  /* distance <= 4 * 255^2 < 2^19, index in the low byte */
-            keys[e] = distance(md->palette + (size_t)e * md->channels, colour, md->channels) << 8 | (uint32_t)e;
-        sort_keys(keys, tmp, md->k);
-        for (int e = 0; e < md->k; e++)
-            row[e] = (uint8_t)keys[e];
+        for (int e = 0; e < k; e++)
+            d[e] = distance(md->palette + (size_t)e * md->channels, colour, md->channels);
+        for (int pass = 0; pass < 2; pass++) {
+            unsigned start[513] = {0};
+            int shift = 9 * pass;
+            uint8_t *to = pass ? row : tmp;
+            for (int i = 0; i < k; i++) {
+                int e = pass ? tmp[i] : i;
+                start[(d[e] >> shift & 511) + 1]++;
+            }
+            for (int b = 0; b < 512; b++)
+                start[b + 1] += start[b];
+            for (int i = 0; i < k; i++) {
+                int e = pass ? tmp[i] : i;
+                to[start[d[e] >> shift & 511]++] = (uint8_t)e;
+            }
+        }
         md->built[ref] = 1;
     }
     return row;
+}
+
+/* The entry nearest `mean`, ties to the lower index. Entries are visited by how far
+   their channel sum lies from the mean's, nearest first; since (sum difference)^2 <= C d,
+   the search stops once that bound exceeds the best distance found. */
+static int nearest_entry(const Model *md, const int *mean, int sum)
+{
+    int up = md->first_at[sum], down = up - 1, best = 0;
+    uint64_t best_d = UINT64_MAX / 8;
+    for (;;) {
+        int du = up < md->k ? md->sum_of[up] - sum : 4 * MAX_SUM, dd = down >= 0 ? sum - md->sum_of[down] : 4 * MAX_SUM;
+        int place, gap;
+        if (du <= dd) {
+            place = up++;
+            gap = du;
+        } else {
+            place = down--;
+            gap = dd;
+        }
+        if ((uint64_t)gap * (uint64_t)gap > (uint64_t)md->channels * best_d || gap == 4 * MAX_SUM)
+            return best;
+        int e = md->by_sum[place];
+        uint64_t d = distance(md->palette + (size_t)e * md->channels, mean, md->channels);
+        if (d < best_d || (d == best_d && e < best)) {
+            best_d = d;
+            best = e;
+        }
+    }
 }
 
 /* The entry nearest the mean colour of the present neighbours (§11.13), for m >= 2. */
@@ -240,26 +282,19 @@ static int mean_reference(Model *md, const int *nb, unsigned absent)
 {
     uint64_t sum = md->colour[nb[0] + 1] + md->colour[nb[1] + 1] + md->colour[nb[2] + 1] + md->colour[nb[3] + 1];
     unsigned q = 4 - ((absent & 1) + (absent >> 1 & 1) + (absent >> 2 & 1) + (absent >> 3 & 1));
-    int mean[4];
+    int mean[4], total = 0;
     uint32_t key = 0;
     for (int c = 0; c < md->channels; c++) {
         unsigned s = (unsigned)(sum >> (16 * c)) & 0xFFFF;
         mean[c] = (int)((2 * s + q) / (2 * q));  /* rounded half up */
+        total += mean[c];
         key = key << 8 | (uint32_t)mean[c];
     }
-    if (md->nearest && md->nearest[key])
-        return md->nearest[key] - 1;
-    int best = 0;
-    unsigned best_d = distance(md->palette, mean, md->channels);
-    for (int e = 1; e < md->k; e++) {
-        unsigned d = distance(md->palette + (size_t)e * md->channels, mean, md->channels);
-        if (d < best_d) {  /* ties to the lower index */
-            best_d = d;
-            best = e;
-        }
-    }
-    if (md->nearest)
-        md->nearest[key] = (uint16_t)(best + 1);
+    uint64_t *slot = &md->cache[(key * 0x9E3779B1u) >> (32 - CACHE_BITS)];
+    if ((uint32_t)*slot == key && *slot >> 32)
+        return (int)(*slot >> 32) - 1;
+    int best = nearest_entry(md, mean, total);
+    *slot = key | (uint64_t)(best + 1) << 32;
     return best;
 }
 
@@ -327,19 +362,20 @@ static inline int fill(Decoder *d)
     return OK;
 }
 
-/* A symbol of an adaptive table (f, total, n symbols), then the table's update. */
+/* A symbol of an adaptive table (f, total, n symbols), then the table's update. The
+   symbol is found by comparing code with q c(s), which needs no second division. */
 static inline int decode_symbol(Decoder *d, uint16_t *f, uint16_t *total, int n, int *symbol, Fault *fault)
 {
-    uint32_t q = d->range / *total, v = d->code / q, cum = 0;
+    uint32_t q = d->range / *total, cum = 0, next;
     int s = 0;
-    if (v >= *total) {
+    if (d->code >= q * (uint64_t)*total) {  /* v = code / q >= T */
         fault->kind = VALUE;
-        fault->a = v;
+        fault->a = d->code / q;
         fault->b = *total;
         return VALUE;
     }
-    while (cum + f[s] <= v)
-        cum += f[s++];
+    while ((next = cum + f[s]) * q <= d->code)  /* q T <= range < 2^32: no overflow */
+        cum = next, s++;
     d->code -= q * cum;
     d->range = q * f[s];
     adapt(f, total, n, s);
