@@ -130,7 +130,6 @@ typedef struct {
     uint64_t *cache;           /* by hash of a mean colour: colour | (nearest + 1) << 32; 0 = empty */
     int16_t *rows;             /* three rows of labels with 2 absent on the left, 1 on the right */
     uint64_t colour[MAX_K + 1];/* entry l's channels in 16-bit lanes at l + 1; [0] = 0 for absent */
-    uint8_t same[MAX_K];       /* the lowest entry with entry l's colour */
     uint8_t by_sum[MAX_K];     /* entries by the sum of their channels, ties by index */
     int16_t sum_of[MAX_K];     /* that sum, in by_sum's order */
     uint16_t first_at[MAX_SUM + 2]; /* the first place in by_sum with a sum >= s */
@@ -183,12 +182,6 @@ static int model_init(Model *md, int k, int channels, const uint8_t *palette, si
             sums[l] += p[c];
         }
         md->colour[l + 1] = packed;
-        md->same[l] = (uint8_t)l;
-        for (int e = 0; e < l; e++)
-            if (md->colour[e + 1] == packed) {
-                md->same[l] = (uint8_t)e;
-                break;
-            }
         count[sums[l] + 1]++;
     }
     for (int s = 0; s <= MAX_SUM; s++)  /* a counting sort: stable, so ties stay by index */
@@ -298,14 +291,15 @@ static int mean_reference(Model *md, const int *nb, unsigned absent)
     return best;
 }
 
-/* ref of an escape: entry 0 with no neighbour; the lowest entry of the one candidate's
-   colour when all present neighbours agree (their mean is that colour); else the mean's nearest. */
+/* ref of an escape: entry 0 with no neighbour; the one candidate when all present
+   neighbours agree (their mean is its colour, and the nearest entry, the lowest of that
+   colour, orders the palette as it does: §11.13); else the mean's nearest. */
 static inline int reference(Model *md, const int *nb, unsigned absent, int m, int first)
 {
     if (m == 0)
         return 0;
     if (m == 1)
-        return md->same[first];
+        return first;
     return mean_reference(md, nb, absent);
 }
 
@@ -617,8 +611,13 @@ static int encode_pixels(Model *md, Encoder *e, const uint8_t *labels, size_t wi
 static int get_bytes(PyObject *obj, Py_buffer *view, int writable, const char *name, Py_ssize_t expected)
 {
     int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
-    if (PyObject_GetBuffer(obj, view, flags) < 0)
+    if (PyObject_GetBuffer(obj, view, flags) < 0) {
+        if (writable && PyErr_ExceptionMatches(PyExc_BufferError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "%s must be a writable buffer, got a read-only %s", name, Py_TYPE(obj)->tp_name);
+        }
         return -1;
+    }
     const char *format = view->format ? view->format : "B";
     if (*format == '@' || *format == '=' || *format == '<' || *format == '>' || *format == '!')
         format++;
