@@ -52,7 +52,7 @@ def path(request, monkeypatch):
 
 def test_spec_example_decodes_to_its_description(path):
     data = spec_dump(6)
-    assert len(data) == 94 < bound(32, 32, 4, 3) and data[36] == 3
+    assert len(data) == 100 < bound(32, 32, 4, 3) and data[36] == 3
     image = kmcodec.decode(data)
     assert image.labels.tolist() == method3_example_labels().tolist()
     assert (image.palette == EXAMPLE_PALETTE).all()
@@ -66,19 +66,43 @@ def test_spec_example_is_what_the_encoders_write():
 
 
 def test_spec_example_trace():
-    """§11.16's first steps: code from bytes 38-41, token 0 at pixel (0, 0), the context of pixel (1, 0)."""
+    """§11.16's steps: code from bytes 38-41, token 0 at pixel (0, 0), the contexts of pixels (1, 0) and (3, 2)."""
     data = spec_dump(6)
     decoder = raster_ref.RangeDecoder(data[37:-4])
-    assert (decoder.range, decoder.code) == (0xFFFFFFFF, 0x0364F01E)
+    assert (decoder.range, decoder.code) == (0xFFFFFFFF, 0x015442E4)
     assert decoder.symbol([16] * 4, 64) == 0 and decoder.range == 0x3FFFFFF0
+    assert decoder.symbol([16] * 2, 32) == 0 and decoder.range == 0x1FFFFFF0
     labels = method3_example_labels().ravel().tolist()
-    assert raster_ref.pixel_context(labels, 32, 1, 0)[1] == 7096
-    assert raster_ref.pixel_context(labels, 32, 3, 2)[1:] == (7231, [0])
+    model = raster_ref.Model(EXAMPLE_PALETTE)
+    contexts = {}
+    for y in range(3):
+        for x in range(32):
+            _, t, cands, (long_slot, short_slot) = raster_ref.pixel_context(labels, 32, x, y, model)
+            contexts[x, y] = t, cands
+            model.long[long_slot] = model.short[short_slot] = labels[y * 32 + x] + 1
+    assert contexts[1, 0] == (7096, [0])
+    assert contexts[3, 2] == (269375, [0])
 
 
 def test_spec_context_example():
     """§11.15: pixel (0, 1) of a 2-wide image with row 0 = 5, 7 has t = 9796 and candidates 5, 7."""
-    assert raster_ref.pixel_context([5, 7, 0, 0], 2, 0, 1)[1:] == (9796, [5, 7])
+    assert raster_ref.pixel_context([5, 7, 0, 0], 2, 0, 1)[1:3] == (9796, [5, 7])
+
+
+def test_history_slot_hash():
+    """§11.15's hash, written out again: FNV-1a over label + 1 (0 when absent), folded to 20 bits."""
+
+    def slot(values):
+        h = 2166136261
+        for c in values:
+            h = ((h ^ c) * 16777619) % 2**32
+        return (h ^ (h >> 15)) % 2**20
+
+    labels = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3, 2, 3, 8, 4]  # 5 x 4
+    # pixel (3, 2): the long list's pixels, in the spec's order, inside the image or not
+    long_values = [labels[2 * 5 + 2] + 1, labels[1 * 5 + 3] + 1, labels[1 * 5 + 2] + 1, labels[1 * 5 + 4] + 1, labels[2 * 5 + 1] + 1,
+                   labels[0 * 5 + 3] + 1, labels[0 * 5 + 4] + 1, labels[0 * 5 + 2] + 1, labels[2 * 5 + 0] + 1, 0]
+    assert raster_ref.slots(labels, 5, 3, 2) == (slot(long_values), slot(long_values[:3]))
 
 
 def test_tokens_cover_every_rank():
