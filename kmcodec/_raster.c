@@ -2,17 +2,24 @@
 
    The range-coded part R (the label stream after its method byte 3):
 
-     pixels in raster order; for pixel (x, y) the neighbours W, N, NE, NW
-     (WW, NN only for the context), absent outside the image
+     pixels in raster order; for pixel (x, y) the neighbours W, N, NE, NW,
+     absent outside the image
+     history     two tables of 2^20 labels (or empty), long and short; a pixel's
+                 slot is an FNV-1a hash of the labels + 1 (0 absent) of 10 pixels
+                 around it (long) or of the first 3 (short); once the label is
+                 known it goes into both slots. P1, P2: the labels in the slots.
      candidates  the distinct labels of the present neighbours, most held first,
-                 ties in neighbour order; m = 0 ... 4 of them (0 only at (0, 0))
+                 ties in neighbour order (m0 = 0 ... 4, 0 only at (0, 0)); then
+                 P1, then P2, each when there and new; m = 0 ... 6 in all
      context t   bits 0-5 pairs agree (W N, W NE, W NW, N NE, N NW, NE NW),
-                 6-9 W N NE NW absent, 10 WW agrees with W, 11 NN with N, 12-14 m
+                 6-9 W N NE NW absent, 10 (x-2, y) agrees with W, 11 (x, y-2)
+                 with N, 12-14 m, 15-17 a1, 18-20 a2 (where P1, P2 went:
+                 0 missing, i + 1 candidate i, 5 or 6 appended)
      m >= 1      a symbol s of choice table t (m + 1 symbols): s < m takes
                  candidate s, s = m escapes
      escape      a token of escape table m (Z = 1 + token(K - 1) symbols), then
                  its extra bits (fixed table 1:1, most significant first);
-                 r = token below 8, else 2^g + h 2^(g-1) + extra; the label is
+                 r = token below 8, else 2^g + j 2^(g-1) + extra; the label is
                  entry r of the palette ordered by distance from ref, ties by
                  index, without the candidates; ref = the entry nearest the mean
                  colour of the present neighbours (0 at pixel (0, 0))
@@ -27,7 +34,7 @@
    scheme); decode() reports the first failure in decoding order as
    (kind, pixel, a, b), which kmcodec/raster_coding.py turns into the §7 error.
    The pixel loops run without the GIL. Every allocation is set by K, C and the
-   image's width and height, never by a byte of R. */
+   image's width, never by a byte of R. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -41,31 +48,52 @@
 #define LIMIT 8192            /*   halve when the total is above this */
 #define MAX_K 256
 #define MAX_Z 18              /* 1 + token(255) */
-#define CONTEXTS_PER_M 4096   /* t = bits 0-11 | m << 12 */
-#define ABSENT (-1)           /* a neighbour outside the image */
+#define MAX_M 6               /* 4 neighbour candidates and 2 predictions */
+#define SLOT_BITS 20          /* history tables: 2^20 entries each */
+#define FNV_BASIS 2166136261u
+#define FNV_PRIME 16777619u
 #define NOT_LABEL (-2)        /* an unused candidate slot: equals no label */
+#define PAD_LEFT 3            /* rows hold label + 1, 0 = absent, from x - 3 ... */
+#define PAD_RIGHT 2           /* ... to x + 2 */
 
-typedef struct { uint16_t f[5]; uint16_t total; } Choice;      /* totals stay <= 8192 + 24 */
+typedef struct { uint16_t f[MAX_M + 1]; uint16_t total; } Choice;  /* totals stay <= 8192 + 24 */
 typedef struct { uint16_t f[MAX_Z]; uint16_t total; } Escape;
 
-/* Candidates of every possible neighbourhood, by its bits 0-9 of t: the neighbour
-   (0 W, 1 N, 2 NE, 3 NW, 4 the NOT_LABEL slot) holding candidate s in bits 3s..3s+2,
-   and m in bits 12-14, where it also sits in t. Filled once at import. */
+/* Candidates of every neighbourhood, by bits 0-9 of t: the neighbour (0 W, 1 N, 2 NE,
+   3 NW, 4 none) holding neighbour candidate s in bits 3s..3s+2, and m0 in bits 12-14.
+   Then the 52 neighbourhoods that labels can make, numbered, so that the choice tables
+   are one array by (neighbourhood, bits 10-11, a1, a2), and m follows from those: bits
+   12-14 of t add nothing. Filled once at import. */
 static uint16_t CANDIDATES[1024];
+static uint16_t NEIGHBOURHOOD[1024];
+static uint8_t NEIGHBOURHOOD_M0[1024];
+static int NEIGHBOURHOODS;
+#define CHOICE_TABLES (NEIGHBOURHOODS * 4 * 6 * 7)
 
 static const char *const KIND_NAMES[] = {NULL, "first_byte", "value", "past_end", "left_over", "code", "rank"};
 enum { OK, FIRST_BYTE, VALUE, PAST_END, LEFT_OVER, CODE, RANK, NO_MEMORY, BAD_LABEL };
 
 typedef struct { int kind; size_t pixel; uint64_t a, b; } Fault;
 
-static void fill_candidates(void)
+static const int PAIRS[6][2] = {{0, 1}, {0, 2}, {0, 3}, {1, 2}, {1, 3}, {2, 3}};
+
+static unsigned key_of(const int *nb)  /* bits 0-9 of t for neighbours W, N, NE, NW (-1 absent) */
 {
-    static const int pair[6][2] = {{0, 1}, {0, 2}, {0, 3}, {1, 2}, {1, 3}, {2, 3}};
+    unsigned key = 0;
+    for (int b = 0; b < 6; b++)
+        key |= (unsigned)(nb[PAIRS[b][0]] == nb[PAIRS[b][1]]) << b;
+    for (int i = 0; i < 4; i++)
+        key |= (unsigned)(nb[i] < 0) << (6 + i);
+    return key;
+}
+
+static void fill_tables(void)
+{
     for (unsigned key = 0; key < 1024; key++) {
         int same[4][4] = {{0}}, count[4] = {0}, m = 0;
         unsigned word = 0;
         for (int b = 0; b < 6; b++)
-            same[pair[b][0]][pair[b][1]] = same[pair[b][1]][pair[b][0]] = (key >> b) & 1;
+            same[PAIRS[b][0]][PAIRS[b][1]] = same[PAIRS[b][1]][PAIRS[b][0]] = (key >> b) & 1;
         for (int i = 0; i < 4; i++) {
             int first = !((key >> (6 + i)) & 1);
             for (int j = 0; j < i; j++)
@@ -83,6 +111,15 @@ static void fill_candidates(void)
         for (int s = m; s < 4; s++)
             word |= 4u << (3 * s);
         CANDIDATES[key] = (uint16_t)(word | (unsigned)m << 12);
+        NEIGHBOURHOOD_M0[key] = (uint8_t)m;
+    }
+    memset(NEIGHBOURHOOD, 0xFF, sizeof NEIGHBOURHOOD);
+    NEIGHBOURHOODS = 0;
+    for (int code = 0; code < 625; code++) {  /* W, N, NE, NW each absent or one of 4 labels */
+        int nb[4] = {code % 5 - 1, code / 5 % 5 - 1, code / 25 % 5 - 1, code / 125 - 1};
+        unsigned key = key_of(nb);
+        if (NEIGHBOURHOOD[key] == 0xFFFF)
+            NEIGHBOURHOOD[key] = (uint16_t)NEIGHBOURHOODS++;
     }
 }
 
@@ -123,12 +160,13 @@ static inline void adapt(uint16_t *f, uint16_t *total, int n, int s)
 typedef struct {
     int k, channels, z;
     const uint8_t *palette;
-    Choice *choice;            /* 4 x 4096 tables, for t - 4096 (m >= 1) */
-    Escape escape[5];          /* by m */
+    Choice *choice;            /* CHOICE_TABLES, by choice_index() */
+    Escape escape[MAX_M + 1];  /* by m */
+    uint16_t *history;         /* long table, then short: label + 1, 0 = empty */
     uint8_t *order;            /* row a: all entries by distance from a, ties by index */
     uint8_t *built;            /* whether row a of order is filled (rows are made on first use) */
     uint64_t *cache;           /* by hash of a mean colour: colour | (nearest + 1) << 32; 0 = empty */
-    int16_t *rows;             /* three rows of labels with 2 absent on the left, 1 on the right */
+    uint16_t *rows;            /* three rows of label + 1 (0 = absent), padded with 0s */
     uint64_t colour[MAX_K + 1];/* entry l's channels in 16-bit lanes at l + 1; [0] = 0 for absent */
     uint8_t by_sum[MAX_K];     /* entries by the sum of their channels, ties by index */
     int16_t sum_of[MAX_K];     /* that sum, in by_sum's order */
@@ -138,6 +176,7 @@ typedef struct {
 static void model_free(Model *md)
 {
     free(md->choice);
+    free(md->history);
     free(md->order);
     free(md->built);
     free(md->cache);
@@ -153,22 +192,28 @@ static int model_init(Model *md, int k, int channels, const uint8_t *palette, si
     md->channels = channels;
     md->palette = palette;
     md->z = 1 + token_of((unsigned)(k - 1), &nbits, &extra);
-    md->choice = malloc(sizeof(Choice) * 4 * CONTEXTS_PER_M);
+    md->choice = malloc(sizeof(Choice) * (size_t)CHOICE_TABLES);
+    md->history = calloc((size_t)2 << SLOT_BITS, sizeof(uint16_t));
     md->order = malloc((size_t)k * (size_t)k);
     md->built = calloc((size_t)k, 1);
     md->cache = calloc((size_t)1 << CACHE_BITS, sizeof(uint64_t));
-    md->rows = malloc(sizeof(int16_t) * 3 * (width + 3));
-    if (!md->choice || !md->order || !md->built || !md->cache || !md->rows) {
+    md->rows = calloc(3 * (width + PAD_LEFT + PAD_RIGHT), sizeof(uint16_t));
+    if (!md->choice || !md->history || !md->order || !md->built || !md->cache || !md->rows) {
         model_free(md);
         return -1;
     }
-    for (int i = 0; i < 4 * CONTEXTS_PER_M; i++) {
-        int n = i / CONTEXTS_PER_M + 2;
-        for (int s = 0; s < 5; s++)
-            md->choice[i].f[s] = s < n ? START : 0;
-        md->choice[i].total = (uint16_t)(START * n);
+    for (unsigned key = 0; key < 1024; key++) {
+        if (NEIGHBOURHOOD[key] == 0xFFFF)
+            continue;
+        for (int i = 0; i < 4 * 6 * 7; i++) {  /* bits 10-11, a1, a2 */
+            int a1 = i / 7 % 6, a2 = i % 7, n = NEIGHBOURHOOD_M0[key] + (a1 == 5) + (a2 == 6) + 1;
+            Choice *table = &md->choice[NEIGHBOURHOOD[key] * 4 * 6 * 7 + i];
+            for (int s = 0; s <= MAX_M; s++)
+                table->f[s] = s < n ? START : 0;
+            table->total = (uint16_t)(START * n);
+        }
     }
-    for (int m = 0; m < 5; m++) {
+    for (int m = 0; m <= MAX_M; m++) {
         for (int s = 0; s < MAX_Z; s++)
             md->escape[m].f[s] = s < md->z ? START : 0;
         md->escape[m].total = (uint16_t)(START * md->z);
@@ -193,8 +238,6 @@ static int model_init(Model *md, int k, int channels, const uint8_t *palette, si
         md->by_sum[place] = (uint8_t)l;
         md->sum_of[place] = (int16_t)sums[l];
     }
-    for (size_t i = 0; i < 3 * (width + 3); i++)
-        md->rows[i] = ABSENT;
     return 0;
 }
 
@@ -291,50 +334,93 @@ static int mean_reference(Model *md, const int *nb, unsigned absent)
     return best;
 }
 
-/* ref of an escape: entry 0 with no neighbour; the one candidate when all present
+/* ref of an escape: entry 0 with no neighbour; the one neighbour candidate when all present
    neighbours agree (their mean is its colour, and the nearest entry, the lowest of that
    colour, orders the palette as it does: §11.13); else the mean's nearest. */
-static inline int reference(Model *md, const int *nb, unsigned absent, int m, int first)
+static inline int reference(Model *md, const int *nb, unsigned absent, int m0, int first)
 {
-    if (m == 0)
+    if (m0 == 0)
         return 0;
-    if (m == 1)
+    if (m0 == 1)
         return first;
     return mean_reference(md, nb, absent);
 }
 
-/* One pixel's neighbourhood, from the rows above (up2, up) and its own row (row). */
+
+/* One pixel's neighbourhood, from the rows above (up2, up) and its own row (row), which
+   hold label + 1 (0 = absent); the history slots it reads are those it will set. */
 typedef struct {
-    int nb[5];         /* W, N, NE, NW, and NOT_LABEL */
-    int cand[4];       /* NOT_LABEL past m */
-    unsigned absent, t;
-    int m;
+    int nb[5];             /* labels of W, N, NE, NW (-1 absent), and NOT_LABEL */
+    int cand[MAX_M];       /* NOT_LABEL past m */
+    unsigned absent;
+    int m0, m;
+    size_t context;        /* the choice table's index */
+    uint16_t *long_slot, *short_slot;
 } Near;
 
-static inline void near_of(const int16_t *up2, const int16_t *up, const int16_t *row, size_t x, Near *p)
+static inline void near_of(Model *md, const uint16_t *up2, const uint16_t *up, const uint16_t *row, size_t x, Near *p)
 {
-    int w = row[x - 1], n = up[x], ne = up[x + 1], nw = up[x - 1];
-    unsigned absent = (unsigned)(w < 0) | (unsigned)(n < 0) << 1 | (unsigned)(ne < 0) << 2 | (unsigned)(nw < 0) << 3;
+    unsigned w = row[x - 1], n = up[x], ne = up[x + 1], nw = up[x - 1];
+    unsigned absent = (unsigned)(w == 0) | (unsigned)(n == 0) << 1 | (unsigned)(ne == 0) << 2 | (unsigned)(nw == 0) << 3;
     unsigned key = (unsigned)(w == n) | (unsigned)(w == ne) << 1 | (unsigned)(w == nw) << 2
                  | (unsigned)(n == ne) << 3 | (unsigned)(n == nw) << 4 | (unsigned)(ne == nw) << 5 | absent << 6;
-    unsigned word = CANDIDATES[key];
-    p->nb[0] = w;
-    p->nb[1] = n;
-    p->nb[2] = ne;
-    p->nb[3] = nw;
+    unsigned word = CANDIDATES[key], a1 = 0, a2 = 0;
+    uint32_t h = FNV_BASIS, h_short;
+    int m;
+    h = (h ^ w) * FNV_PRIME;  /* the long list: (x-1, y) (x, y-1) (x-1, y-1), the short one's end, */
+    h = (h ^ n) * FNV_PRIME;
+    h = (h ^ nw) * FNV_PRIME;
+    h_short = h;
+    h = (h ^ ne) * FNV_PRIME;  /* then (x+1, y-1) (x-2, y) (x, y-2) (x+1, y-2) (x-1, y-2) (x-3, y) (x+2, y-1) */
+    h = (h ^ row[x - 2]) * FNV_PRIME;
+    h = (h ^ up2[x]) * FNV_PRIME;
+    h = (h ^ up2[x + 1]) * FNV_PRIME;
+    h = (h ^ up2[x - 1]) * FNV_PRIME;
+    h = (h ^ row[x - 3]) * FNV_PRIME;
+    h = (h ^ up[x + 2]) * FNV_PRIME;
+    p->long_slot = md->history + ((h ^ h >> 15) & ((1u << SLOT_BITS) - 1));
+    p->short_slot = md->history + ((size_t)1 << SLOT_BITS) + ((h_short ^ h_short >> 15) & ((1u << SLOT_BITS) - 1));
+    p->nb[0] = (int)w - 1;
+    p->nb[1] = (int)n - 1;
+    p->nb[2] = (int)ne - 1;
+    p->nb[3] = (int)nw - 1;
     p->nb[4] = NOT_LABEL;
     p->cand[0] = p->nb[word & 7];
     p->cand[1] = p->nb[word >> 3 & 7];
     p->cand[2] = p->nb[word >> 6 & 7];
     p->cand[3] = p->nb[word >> 9 & 7];
+    p->cand[4] = p->cand[5] = NOT_LABEL;
     p->absent = absent;
-    p->m = (int)(word >> 12);
-    p->t = key | (unsigned)(row[x - 2] == w) << 10 | (unsigned)(up2[x] == n) << 11 | (word & 0x7000);
+    p->m0 = m = (int)(word >> 12);
+    if (*p->long_slot) {  /* P1: neighbour candidate i gives a1 = i + 1; else appended, 5 */
+        int label = *p->long_slot - 1;
+        while (a1 < 4 && p->cand[a1] != label)
+            a1++;
+        if (a1 == 4)
+            p->cand[m++] = label;
+        a1++;
+    }
+    if (*p->short_slot) {  /* P2: candidate i (of up to 5) gives a2 = i + 1; else appended, 6 */
+        int label = *p->short_slot - 1;
+        while (a2 < 5 && p->cand[a2] != label)
+            a2++;
+        if (a2 == 5)
+            p->cand[m++] = label;
+        a2++;
+    }
+    p->m = m;
+    p->context = (((size_t)NEIGHBOURHOOD[key] * 4 + (row[x - 2] == w) + 2 * (up2[x] == n)) * 6 + a1) * 7 + a2;
 }
 
 static inline int is_candidate(const Near *p, int e)
 {
-    return (e == p->cand[0]) | (e == p->cand[1]) | (e == p->cand[2]) | (e == p->cand[3]);
+    return (e == p->cand[0]) | (e == p->cand[1]) | (e == p->cand[2]) | (e == p->cand[3]) | (e == p->cand[4]) | (e == p->cand[5]);
+}
+
+/* The three rows around row y in md->rows, each with PAD_LEFT absent pixels before x = 0. */
+static inline uint16_t *row_at(Model *md, size_t width, size_t y)
+{
+    return md->rows + (y % 3) * (width + PAD_LEFT + PAD_RIGHT) + PAD_LEFT;
 }
 
 /* ---- decoding ---------------------------------------------------------------------- */
@@ -415,7 +501,7 @@ static int decode_escape(Model *md, Decoder *d, const Near *p, int *label, Fault
         fault->b = (uint64_t)(md->k - p->m);
         return RANK;
     }
-    const uint8_t *order = order_from(md, reference(md, p->nb, p->absent, p->m, p->cand[0]));
+    const uint8_t *order = order_from(md, reference(md, p->nb, p->absent, p->m0, p->cand[0]));
     for (int i = 0;; i++) {  /* r < K - m: entry r of the non-candidates exists */
         if (is_candidate(p, order[i]))
             continue;
@@ -428,17 +514,17 @@ static int decode_escape(Model *md, Decoder *d, const Near *p, int *label, Fault
 
 static int decode_pixels(Model *md, Decoder *d, uint8_t *out, size_t width, size_t height, Fault *fault)
 {
-    int16_t *up2 = md->rows + 2, *up = up2 + width + 3, *row = up + width + 3;
     for (size_t y = 0; y < height; y++) {
+        uint16_t *row = row_at(md, width, y), *up = row_at(md, width, y + 2), *up2 = row_at(md, width, y + 1);
         for (size_t x = 0; x < width; x++) {
             Near p;
             int label, status = OK;
-            near_of(up2, up, row, x, &p);
+            near_of(md, up2, up, row, x, &p);
             if (p.m) {
-                Choice *table = &md->choice[p.t - CONTEXTS_PER_M];
+                Choice *table = &md->choice[p.context];
                 int s = 0;
                 status = decode_symbol(d, table->f, &table->total, p.m + 1, &s, fault);
-                label = p.cand[s & 3];
+                label = p.cand[s < MAX_M ? s : 0];
                 if (!status && s == p.m)
                     status = decode_escape(md, d, &p, &label, fault);
             } else {
@@ -449,13 +535,9 @@ static int decode_pixels(Model *md, Decoder *d, uint8_t *out, size_t width, size
                 fault->pixel = y * width + x;
                 return status;
             }
-            row[x] = (int16_t)label;
+            row[x] = *p.long_slot = *p.short_slot = (uint16_t)(label + 1);
             out[y * width + x] = (uint8_t)label;
         }
-        int16_t *oldest = up2;
-        up2 = up;
-        up = row;
-        row = oldest;
     }
     fault->pixel = width * height;
     if (d->pos != d->n) {
@@ -557,7 +639,7 @@ static inline void encode_symbol(Encoder *e, uint16_t *f, uint16_t *total, int n
 
 static void encode_escape(Model *md, Encoder *e, const Near *p, int label)
 {
-    const uint8_t *order = order_from(md, reference(md, p->nb, p->absent, p->m, p->cand[0]));
+    const uint8_t *order = order_from(md, reference(md, p->nb, p->absent, p->m0, p->cand[0]));
     unsigned r = 0;
     int nbits;
     unsigned extra;
@@ -571,34 +653,31 @@ static void encode_escape(Model *md, Encoder *e, const Near *p, int label)
 
 static int encode_pixels(Model *md, Encoder *e, const uint8_t *labels, size_t width, size_t height, Fault *fault)
 {
-    int16_t *up2 = md->rows + 2, *up = up2 + width + 3, *row = up + width + 3;
     for (size_t y = 0; y < height; y++) {
         const uint8_t *in = labels + y * width;
+        uint16_t *row = row_at(md, width, y), *up = row_at(md, width, y + 2), *up2 = row_at(md, width, y + 1);
         for (size_t x = 0; x < width; x++) {
             if (in[x] >= md->k) {
                 fault->pixel = y * width + x;
                 fault->a = in[x];
                 return BAD_LABEL;
             }
-            row[x] = in[x];
+            row[x] = (uint16_t)(in[x] + 1);
         }
         for (size_t x = 0; x < width; x++) {
             Near p;
-            int v = in[x];
-            near_of(up2, up, row, x, &p);
+            int v = in[x], s = 0;
+            near_of(md, up2, up, row, x, &p);
+            *p.long_slot = *p.short_slot = (uint16_t)(v + 1);  /* read above; set for the pixels after */
             if (p.m) {
-                int s = v == p.cand[0] ? 0 : v == p.cand[1] ? 1 : v == p.cand[2] ? 2 : v == p.cand[3] ? 3 : p.m;
-                Choice *table = &md->choice[p.t - CONTEXTS_PER_M];
-                encode_symbol(e, table->f, &table->total, p.m + 1, s);
+                while (s < p.m && p.cand[s] != v)
+                    s++;
+                encode_symbol(e, md->choice[p.context].f, &md->choice[p.context].total, p.m + 1, s);
                 if (s < p.m)
                     continue;
             }
             encode_escape(md, e, &p, v);
         }
-        int16_t *oldest = up2;
-        up2 = up;
-        up = row;
-        row = oldest;
     }
     for (int i = 0; i < 5; i++)
         shift_low(e);
@@ -771,6 +850,6 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__raster(void)
 {
-    fill_candidates();
+    fill_tables();
     return PyModule_Create(&module);
 }
