@@ -200,6 +200,23 @@ def test_tables_past_their_halving_match_the_reference(k, channels, kind):
     assert fault is None and np.array_equal(back, labels)
 
 
+@pytest.mark.parametrize(("k", "channels"), [(2, 1), (7, 3), (256, 3), (256, 4)])
+def test_repeated_glyphs_match_the_reference(k, channels):
+    """Glyphs stamped again and again: the history tables predict them, so P1 and P2 land
+    on candidates or are appended, and m reaches 6."""
+    rng = np.random.default_rng(k * 10 + channels)
+    palette = random_palette(rng, k, channels, "random")
+    glyphs = [rng.integers(0, k, (5, 4), dtype=np.uint8) for _ in range(3)]
+    labels = np.full((40, 60), rng.integers(0, k), np.uint8)
+    for _ in range(60):
+        y, x = rng.integers(0, 36), rng.integers(0, 57)
+        labels[y : y + 5, x : x + 4] = glyphs[rng.integers(0, 3)][: 40 - y, : 60 - x]
+    data = c_encode(labels, palette)
+    assert data == raster_ref.encode(labels, palette)
+    back, fault = c_decode(data, 60, 40, palette)
+    assert fault is None and np.array_equal(back, labels)
+
+
 def test_smooth_photo_like_image_matches_the_reference():
     """Gradients quantised to 256 entries: most pixels escape from a mean of two or more colours."""
     y, x = np.mgrid[0:48, 0:48]
