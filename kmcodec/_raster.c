@@ -162,7 +162,8 @@ typedef struct {
     const uint8_t *palette;
     Choice *choice;            /* CHOICE_TABLES, by choice_index() */
     Escape escape[MAX_M + 1];  /* by m */
-    uint16_t *history;         /* long table, then short: label + 1, 0 = empty */
+    uint8_t *history;          /* long table, then short: (label + 1) mod 256, 0 = empty or 255 */
+    uint8_t *is_255;           /* a bit per entry: 1 when its 0 means label 255 (only K = 256 writes it) */
     uint8_t *order;            /* row a: all entries by distance from a, ties by index */
     uint8_t *built;            /* whether row a of order is filled (rows are made on first use) */
     uint64_t *cache;           /* by hash of a mean colour: colour | (nearest + 1) << 32; 0 = empty */
@@ -177,6 +178,7 @@ static void model_free(Model *md)
 {
     free(md->choice);
     free(md->history);
+    free(md->is_255);
     free(md->order);
     free(md->built);
     free(md->cache);
@@ -193,12 +195,13 @@ static int model_init(Model *md, int k, int channels, const uint8_t *palette, si
     md->palette = palette;
     md->z = 1 + token_of((unsigned)(k - 1), &nbits, &extra);
     md->choice = malloc(sizeof(Choice) * (size_t)CHOICE_TABLES);
-    md->history = calloc((size_t)2 << SLOT_BITS, sizeof(uint16_t));
+    md->history = calloc((size_t)2 << SLOT_BITS, 1);  /* a byte an entry: half the cache misses of two */
+    md->is_255 = calloc((size_t)2 << SLOT_BITS >> 3, 1);
     md->order = malloc((size_t)k * (size_t)k);
     md->built = calloc((size_t)k, 1);
     md->cache = calloc((size_t)1 << CACHE_BITS, sizeof(uint64_t));
     md->rows = calloc(3 * (width + PAD_LEFT + PAD_RIGHT), sizeof(uint16_t));
-    if (!md->choice || !md->history || !md->order || !md->built || !md->cache || !md->rows) {
+    if (!md->choice || !md->history || !md->is_255 || !md->order || !md->built || !md->cache || !md->rows) {
         model_free(md);
         return -1;
     }
@@ -355,8 +358,24 @@ typedef struct {
     unsigned absent;
     int m0, m;
     size_t context;        /* the choice table's index */
-    uint16_t *long_slot, *short_slot;
+    size_t long_slot, short_slot;  /* in md->history */
 } Near;
+
+/* The label in a history entry, or -1 when it is empty. */
+static inline int recalled(const Model *md, size_t at)
+{
+    unsigned b = md->history[at];
+    if (b)
+        return (int)b - 1;
+    return md->is_255[at >> 3] >> (at & 7) & 1 ? 255 : -1;
+}
+
+static inline void remember(Model *md, size_t at, int label)
+{
+    md->history[at] = (uint8_t)(label + 1);
+    if (label == 255)
+        md->is_255[at >> 3] |= (uint8_t)(1u << (at & 7));
+}
 
 static inline void near_of(Model *md, const uint16_t *up2, const uint16_t *up, const uint16_t *row, size_t x, Near *p)
 {
@@ -378,8 +397,8 @@ static inline void near_of(Model *md, const uint16_t *up2, const uint16_t *up, c
     h = (h ^ up2[x - 1]) * FNV_PRIME;
     h = (h ^ row[x - 3]) * FNV_PRIME;
     h = (h ^ up[x + 2]) * FNV_PRIME;
-    p->long_slot = md->history + ((h ^ h >> 15) & ((1u << SLOT_BITS) - 1));
-    p->short_slot = md->history + ((size_t)1 << SLOT_BITS) + ((h_short ^ h_short >> 15) & ((1u << SLOT_BITS) - 1));
+    p->long_slot = (h ^ h >> 15) & ((1u << SLOT_BITS) - 1);
+    p->short_slot = ((size_t)1 << SLOT_BITS) + ((h_short ^ h_short >> 15) & ((1u << SLOT_BITS) - 1));
     p->nb[0] = (int)w - 1;
     p->nb[1] = (int)n - 1;
     p->nb[2] = (int)ne - 1;
@@ -392,16 +411,16 @@ static inline void near_of(Model *md, const uint16_t *up2, const uint16_t *up, c
     p->cand[4] = p->cand[5] = NOT_LABEL;
     p->absent = absent;
     p->m0 = m = (int)(word >> 12);
-    if (*p->long_slot) {  /* P1: neighbour candidate i gives a1 = i + 1; else appended, 5 */
-        int label = *p->long_slot - 1;
+    int label = recalled(md, p->long_slot);
+    if (label >= 0) {  /* P1: neighbour candidate i gives a1 = i + 1; else appended, 5 */
         while (a1 < 4 && p->cand[a1] != label)
             a1++;
         if (a1 == 4)
             p->cand[m++] = label;
         a1++;
     }
-    if (*p->short_slot) {  /* P2: candidate i (of up to 5) gives a2 = i + 1; else appended, 6 */
-        int label = *p->short_slot - 1;
+    label = recalled(md, p->short_slot);
+    if (label >= 0) {  /* P2: candidate i (of up to 5) gives a2 = i + 1; else appended, 6 */
         while (a2 < 5 && p->cand[a2] != label)
             a2++;
         if (a2 == 5)
@@ -535,7 +554,9 @@ static int decode_pixels(Model *md, Decoder *d, uint8_t *out, size_t width, size
                 fault->pixel = y * width + x;
                 return status;
             }
-            row[x] = *p.long_slot = *p.short_slot = (uint16_t)(label + 1);
+            row[x] = (uint16_t)(label + 1);
+            remember(md, p.long_slot, label);
+            remember(md, p.short_slot, label);
             out[y * width + x] = (uint8_t)label;
         }
     }
@@ -668,7 +689,8 @@ static int encode_pixels(Model *md, Encoder *e, const uint8_t *labels, size_t wi
             Near p;
             int v = in[x], s = 0;
             near_of(md, up2, up, row, x, &p);
-            *p.long_slot = *p.short_slot = (uint16_t)(v + 1);  /* read above; set for the pixels after */
+            remember(md, p.long_slot, v);  /* read above; set for the pixels after */
+            remember(md, p.short_slot, v);
             if (p.m) {
                 while (s < p.m && p.cand[s] != v)
                     s++;

@@ -217,6 +217,16 @@ def test_repeated_glyphs_match_the_reference(k, channels):
     assert fault is None and np.array_equal(back, labels)
 
 
+def test_history_holds_label_255():
+    """K = 256 stripes of labels 255, 254 and 0: the history tables must tell label 255 from an empty entry."""
+    palette = np.random.default_rng(1).integers(0, 256, (256, 3), dtype=np.uint8)
+    labels = np.array([255, 255, 0, 254, 255, 0, 0, 255], np.uint8)[(np.arange(30)[:, None] * 3 + np.arange(24)) % 8]
+    data = c_encode(labels, palette)
+    assert data == raster_ref.encode(labels, palette)
+    back, fault = c_decode(data, 24, 30, palette)
+    assert fault is None and np.array_equal(back, labels)
+
+
 def test_smooth_photo_like_image_matches_the_reference():
     """Gradients quantised to 256 entries: most pixels escape from a mean of two or more colours."""
     y, x = np.mgrid[0:48, 0:48]
