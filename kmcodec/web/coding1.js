@@ -14,6 +14,9 @@
 // A stream whose method byte is 1 is one Zstandard frame instead (§11.11):
 // decodeZstdLabels walks its headers (steps 1–3), then fzstd decompresses it,
 // patched to reject what RFC 8878 calls corrupt (vendor/README.md); any exception it throws is rule 10.
+// A stream whose method byte is 3 (§11.15, K ≤ 256) is decoded by decodeRasterLabels: every pixel in
+// raster order, its context from 6 neighbours, a choice or an escape rank from adaptive tables, every
+// symbol from one range decoder; escape ranks count from the entry nearest the neighbours' mean colour.
 // A rejection throws a KmqStreamError carrying the rule number of §7 (10–13)
 // and the class name the spec gives it.
 //
@@ -48,6 +51,7 @@ function fail(rule, message) {
 const METHOD = 0;
 const ZSTD_METHOD = 1; // §11.11
 const PACKED_METHOD = 2; // §11.13
+const RASTER_METHOD = 3; // §11.15
 const PRESENCE_BYTES = 13;
 const TABLES_AT = 22;
 // §11.6: contexts, alphabets and the frequency scale.
@@ -84,6 +88,7 @@ const NEAREST_MAX_K = 256;
 export function decodeCodedLabels(bytes, streamOffset, streamLength, { width, height, k, channels, palette }) {
   const stream = { bytes, base: streamOffset, end: streamOffset + streamLength };
   if (streamLength > 0 && bytes[streamOffset] === ZSTD_METHOD) return decodeZstdLabels(stream, width, height, k);
+  if (streamLength > 0 && bytes[streamOffset] === RASTER_METHOD) return decodeRasterLabels(stream, { width, height, k, channels, palette });
   const head = readHead(stream); // §11.9 step 1
   const tables = readTables(stream, head.presence, head.method);
   const parts = splitParts(stream, head, tables.end);
@@ -114,13 +119,13 @@ function need(stream, pos, size, what) {
   }
 }
 
-/** §11.1: method (0 or 2 here; 1 went to decodeZstdLabels), lanes, first label, extra bytes and presence bits, checked as rule 10 says. */
+/** §11.1: method (0 or 2 here; 1 and 3 went to decodeZstdLabels and decodeRasterLabels), lanes, first label, extra bytes and presence bits, checked as rule 10 says. */
 function readHead(stream) {
   const { bytes, base } = stream;
   need(stream, base, TABLES_AT, "the fixed fields");
   const method = bytes[base];
   if (method !== METHOD && method !== PACKED_METHOD) {
-    fail(10, `${where(stream, base)}: method is ${method}, only ${METHOD}, ${ZSTD_METHOD} and ${PACKED_METHOD} are defined`);
+    fail(10, `${where(stream, base)}: method is ${method}, only ${METHOD}, ${ZSTD_METHOD}, ${PACKED_METHOD} and ${RASTER_METHOD} are defined`);
   }
   const lanes = bytes[base + 1] | (bytes[base + 2] << 8);
   if (lanes === 0) fail(10, `${where(stream, base + 1)}: lanes is 0, must be 1 … 65535`);
@@ -547,8 +552,7 @@ class PassContext {
     Object.assign(this, { labels, width, height, k, channels, palette, rans, extra });
     // §11.13: method 2 counts K ≤ 256 escape ranks from the entry nearest the neighbours' mean colour.
     this.fromMean = fromMean && k <= NEAREST_MAX_K;
-    this.refKeys = null; // a direct-mapped cache of that entry by mean colour, made at the first use
-    this.refs = null;
+    Object.assign(this, paletteOrders(k, channels, palette));
     // The pass's choosing pixels: pixel index, unanimous pixels before it, pattern | first candidate << 4.
     this.choosingAt = new Uint32Array(1024);
     this.choosingAfter = new Uint32Array(1024);
@@ -557,8 +561,6 @@ class PassContext {
     this.escapes = new Uint32Array(1024); // pixel index of each escaping pixel, raster order
     this.tokens = new Uint8Array(1024);
     this.values = new Float64Array(1024);
-    this.nearest = new Array(k <= NEAREST_MAX_K ? k : 0).fill(null); // §11.5 distance orders, by ref
-    this.roots = new Array(this.nearest.length).fill(null); // and each entry's distance from ref, not squared
   }
 }
 
@@ -718,7 +720,11 @@ function escapeLabel(ctx, r, pattern, pass, x, y) {
   if (r >= k - m) fail(13, `${pixel()}: escape rank ${r} is not below K − m = ${k - m}`);
   // §11.13: a unanimous pixel's mean is its candidate's colour, whose order is its candidate's (ties by index alike).
   const ref = ctx.fromMean && m > 1 ? nearestToMean(ctx, pattern) : CAND[0];
-  const order = nearestOrder(ctx, ref);
+  return remainingEntry(nearestOrder(ctx, ref), k, m, r);
+}
+
+/** §11.5: the entry at position r of a distance order without the m candidates in CAND (r < K − m, checked). */
+function remainingEntry(order, k, m, r) {
   let rank = 0;
   for (let i = 0; i < k; i++) {
     const label = order[i];
@@ -729,6 +735,16 @@ function escapeLabel(ctx, r, pattern, pass, x, y) {
     rank++;
   }
   throw new Error("unreachable: r < K − m names a remaining entry");
+}
+
+/**
+ * The caches escape ranks need (K ≤ 256): each ref's distance order (§11.5) and each entry's
+ * distance from ref, not squared, made at a ref's first use; the entry nearest each mean
+ * colour (§11.13), a direct-mapped cache made at the first use.
+ */
+function paletteOrders(k, channels, palette) {
+  const n = k <= NEAREST_MAX_K ? k : 0;
+  return { k, channels, palette, nearest: new Array(n).fill(null), roots: new Array(n).fill(null), refKeys: null, refs: null };
 }
 
 /** §11.5: all K palette entries by squared distance to entry ref, ties by index (computed once per ref, with ctx.roots[ref]). */
@@ -762,31 +778,40 @@ const MEAN = new Int32Array(4); // the mean colour of the last pixel asked
 /**
  * §11.13: the palette entry nearest the rounded mean colour of the pixel's present
  * neighbours (every one counts, so a candidate held by 3 counts 3 times); ties to
- * the lower index. Memoised per mean colour in a direct-mapped cache of 2^16 slots:
- * bounded, where a Map of every RGBA mean met could outgrow memory (and V8's 2^24 entries).
+ * the lower index.
  */
 function nearestToMean(ctx, pattern) {
-  const { channels, palette, k } = ctx;
+  const { channels, palette } = ctx;
   const present = PATTERN_PRESENT[pattern];
   const counts = pattern * 4;
-  let key = 0;
   for (let c = 0; c < channels; c++) {
     let sum = 0;
     for (let j = 0; j < 4 && PATTERN_COUNTS[counts + j] > 0; j++) sum += PATTERN_COUNTS[counts + j] * palette[CAND[j] * channels + c];
     MEAN[c] = Math.floor((2 * sum + present) / (2 * present)); // 0 … 255
-    key = key * 256 + MEAN[c];
   }
+  return entryNearestMean(ctx, CAND[0]);
+}
+
+/**
+ * §11.13: the palette entry nearest the colour in MEAN, ties to the lower index, searched from
+ * entry `anchor` outwards (any entry gives the right answer; one near the mean gives it soonest).
+ * Memoised per mean colour in a direct-mapped cache of 2^16 slots: bounded, where a Map of
+ * every RGBA mean met could outgrow memory (and V8's 2^24 entries).
+ */
+function entryNearestMean(ctx, anchor) {
+  const { channels, palette, k } = ctx;
+  let key = 0;
+  for (let c = 0; c < channels; c++) key = key * 256 + MEAN[c];
   if (ctx.refs === null) {
     ctx.refKeys = new Float64Array(1 << REF_CACHE_BITS); // a mean colour, one byte a channel
     ctx.refs = new Int16Array(1 << REF_CACHE_BITS).fill(-1);
   }
   const slot = Math.imul(key | 0, 0x9e3779b1) >>> (32 - REF_CACHE_BITS);
   if (ctx.refs[slot] >= 0 && ctx.refKeys[slot] === key) return ctx.refs[slot];
-  // Walk the entries nearest candidate 0 first: by the triangle inequality an entry e is at least
-  // |e − candidate 0| − |mean − candidate 0| from the mean, so once that passes the best distance
+  // Walk the entries nearest the anchor first: by the triangle inequality an entry e is at least
+  // |e − anchor| − |mean − anchor| from the mean, so once that passes the best distance
   // found (with a margin for rounding) no later entry can reach or tie it. The mean usually lies
   // near its candidates, so only a few entries are measured.
-  const anchor = CAND[0];
   const order = nearestOrder(ctx, anchor);
   const roots = ctx.roots[anchor];
   let reach = 0;
@@ -875,4 +900,212 @@ function decodeZstdLabels(stream, width, height, k) {
     if (labels[i] >= k) fail(13, `${where(stream, base + 1)}: label ${labels[i]} of pixel ${i} is not below K = ${k}`);
   }
   return labels;
+}
+
+// ---------------------------------------------------------------- §11.15 method 3: raster order, adaptive counts, a range coder
+
+// §11.15: an adaptive table starts every frequency here, adds a step after each decode, and halves above the limit.
+const ADAPT_START = 16;
+const ADAPT_STEP = 24;
+const ADAPT_LIMIT = 8192;
+// §11.15: a context is 15 bits, m in bits 12 … 14; a choice table has m + 1 ≤ 5 symbols; one escape table per m = 0 … 4.
+const RASTER_CONTEXT_BITS = 15;
+const M_SHIFT = 12;
+const MAX_CHOICE_SYMBOLS = 5;
+const ESCAPE_TABLES = 5;
+// §11.15: ranks below this are their own token.
+const DIRECT_RANKS = 8;
+// §11.15: the range decoder takes in a byte whenever range falls below this.
+const RANGE_FLOOR = 2 ** 24;
+
+/** §11.15: the labels of a method-3 stream, every pixel in raster order, then the end checks. */
+function decodeRasterLabels(stream, { width, height, k, channels, palette }) {
+  if (k > NEAREST_MAX_K) {
+    fail(10, `${where(stream, stream.base)}: method 3 is defined only for K ≤ ${NEAREST_MAX_K}, the header has K = ${k}`);
+  }
+  const coder = new RangeDecoder(stream, width);
+  const labels = new Uint8Array(width * height);
+  const model = new RasterModel(k);
+  const orders = paletteOrders(k, channels, palette);
+  for (let y = 0, i = 0; y < height; y++) {
+    for (let x = 0; x < width; x++, i++) {
+      coder.pixel = i;
+      const t = rasterContext(labels, width, x, y);
+      const m = t >>> M_SHIFT;
+      if (m > 0) {
+        // Step 1: a choice from the context's table, made when the context is first met.
+        if (model.choiceTotals[t] === 0) model.choiceTable(t, m + 1);
+        const s = coder.adaptive(model.choices, t * MAX_CHOICE_SYMBOLS, m + 1, model.choiceTotals, t);
+        if (s < m) {
+          labels[i] = CAND[s];
+          continue;
+        }
+      }
+      labels[i] = rasterEscape(coder, model, orders, labels, width, x, y, m); // steps 2 and 3
+    }
+  }
+  coder.finish();
+  return labels;
+}
+
+/**
+ * §11.15: the context t of pixel (x, y) from the labels decoded before it (m in bits 12 … 14),
+ * with its m candidates in CAND. Exported for the spec's example.
+ */
+export function rasterContext(labels, width, x, y) {
+  const i = y * width + x;
+  // An absent neighbour is −1 here, so two absent neighbours agree and never agree with a present one.
+  const w = x > 0 ? labels[i - 1] : -1;
+  const n = y > 0 ? labels[i - width] : -1;
+  const ne = y > 0 && x + 1 < width ? labels[i - width + 1] : -1;
+  const nw = y > 0 && x > 0 ? labels[i - width - 1] : -1;
+  const ww = x > 1 ? labels[i - 2] : -1;
+  const nn = y > 1 ? labels[i - 2 * width] : -1;
+  const t =
+    (w === n) | ((w === ne) << 1) | ((w === nw) << 2) | ((n === ne) << 3) | ((n === nw) << 4) | ((ne === nw) << 5) |
+    ((w < 0) << 6) | ((n < 0) << 7) | ((ne < 0) << 8) | ((nw < 0) << 9) |
+    ((ww === w) << 10) | ((nn === n) << 11);
+  if (x === 0 && y === 0) return t; // m = 0: no neighbour, no candidate
+  // §11.3 ranks with the absent neighbours unlike each other and unlike any label.
+  const pattern = rankCandidates(w, n < 0 ? -2 : n, ne < 0 ? -3 : ne, nw < 0 ? -4 : nw);
+  return t | (PATTERN_M[pattern] << M_SHIFT);
+}
+
+/** §11.15 steps 2 and 3: an escaping pixel's token, extra bits and rank r (< K − m, rule 13), and the label r names. */
+function rasterEscape(coder, model, orders, labels, width, x, y, m) {
+  const token = coder.adaptive(model.escapes, m * model.symbols, model.symbols, model.escapeTotals, m);
+  let r = token;
+  if (token >= DIRECT_RANKS) {
+    const g = 3 + ((token - DIRECT_RANKS) >> 1);
+    r = 2 ** g + ((token - DIRECT_RANKS) & 1) * 2 ** (g - 1);
+    let extra = 0;
+    for (let b = 0; b < g - 1; b++) extra = extra * 2 + coder.bit();
+    r += extra;
+  }
+  const { k } = orders;
+  if (r >= k - m) fail(13, `pixel (${x}, ${y}): escape rank ${r} is not below K − m = ${k - m}`);
+  // §11.13's ref: pixel (0, 0) has none, and a unanimous pixel's mean is its candidate's colour (same order).
+  const ref = m === 0 ? 0 : m === 1 ? CAND[0] : nearestToNeighbourMean(orders, labels, width, x, y);
+  return remainingEntry(nearestOrder(orders, ref), k, m, r);
+}
+
+/** §11.13 with §11.15's neighbours: the entry nearest the rounded mean colour of the present W, N, NE and NW. */
+function nearestToNeighbourMean(orders, labels, width, x, y) {
+  const { channels, palette } = orders;
+  const i = y * width + x;
+  let q = 0;
+  if (x > 0) NEIGHBOURS[q++] = labels[i - 1];
+  if (y > 0) {
+    NEIGHBOURS[q++] = labels[i - width];
+    if (x + 1 < width) NEIGHBOURS[q++] = labels[i - width + 1];
+    if (x > 0) NEIGHBOURS[q++] = labels[i - width - 1];
+  }
+  for (let c = 0; c < channels; c++) {
+    let sum = 0;
+    for (let j = 0; j < q; j++) sum += palette[NEIGHBOURS[j] * channels + c];
+    MEAN[c] = Math.floor((2 * sum + q) / (2 * q));
+  }
+  return entryNearestMean(orders, CAND[0]);
+}
+
+const NEIGHBOURS = new Int32Array(4); // the present W, N, NE, NW labels of the last escape asked
+
+/** §11.15 "Tokens": the token of rank r. */
+function rankToken(r) {
+  if (r < DIRECT_RANKS) return r;
+  const g = 31 - Math.clz32(r);
+  return DIRECT_RANKS + 2 * (g - 3) + ((r >> (g - 1)) & 1);
+}
+
+/** §11.15 "Adaptive tables": the choice tables by context and the escape tables by m, frequencies and totals. */
+class RasterModel {
+  constructor(k) {
+    this.choices = new Uint16Array((1 << RASTER_CONTEXT_BITS) * MAX_CHOICE_SYMBOLS); // f ≤ T ≤ 8192 + 24
+    this.choiceTotals = new Uint16Array(1 << RASTER_CONTEXT_BITS); // 0: context not met yet
+    this.symbols = 1 + rankToken(k - 1); // Z
+    this.escapes = new Uint16Array(ESCAPE_TABLES * this.symbols).fill(ADAPT_START);
+    this.escapeTotals = new Uint16Array(ESCAPE_TABLES).fill(ADAPT_START * this.symbols);
+  }
+
+  /** Context t's choice table, of n = m + 1 symbols, at its first use. */
+  choiceTable(t, n) {
+    this.choices.fill(ADAPT_START, t * MAX_CHOICE_SYMBOLS, t * MAX_CHOICE_SYMBOLS + n);
+    this.choiceTotals[t] = ADAPT_START * n;
+  }
+}
+
+/** §11.15 "The range decoder": range and code below 2^32, over the bytes of R from its first. */
+class RangeDecoder {
+  constructor(stream, width) {
+    this.stream = stream;
+    this.bytes = stream.bytes;
+    this.end = stream.end;
+    this.width = width;
+    this.pixel = -1; // the pixel being decoded, for messages
+    this.pos = stream.base + 1; // R starts after the method byte
+    const first = this.next();
+    if (first !== 0) fail(10, `${where(stream, this.pos - 1)}: byte 0 of the range-coded part is ${first}, must be 0`);
+    this.range = 0xffffffff;
+    this.code = 0;
+    for (let j = 0; j < 4; j++) this.code = this.code * 256 + this.next();
+  }
+
+  place() {
+    return this.pixel < 0 ? "starting the range decoder" : `pixel (${this.pixel % this.width}, ${Math.floor(this.pixel / this.width)})`;
+  }
+
+  /** The next byte of R; none left is rule 12. */
+  next() {
+    if (this.pos >= this.end) {
+      fail(12, `${this.place()}: the range decoder needs a byte past the end of the stream (${where(this.stream, this.pos)})`);
+    }
+    return this.bytes[this.pos++];
+  }
+
+  /** A symbol from the adaptive table of n frequencies at freq[at …] with total totals[table]; then the table's update. */
+  adaptive(freq, at, n, totals, table) {
+    let total = totals[table];
+    const q = Math.floor(this.range / total);
+    const v = Math.floor(this.code / q);
+    if (v >= total) fail(10, `${this.place()}: the range decoder's value ${v} is not below the table's total ${total}`);
+    let s = at;
+    let start = 0;
+    while (start + freq[s] <= v) start += freq[s++];
+    this.narrow(q, start, freq[s]);
+    freq[s] += ADAPT_STEP;
+    total += ADAPT_STEP;
+    if (total > ADAPT_LIMIT) {
+      total = 0;
+      for (let j = at; j < at + n; j++) total += freq[j] = (freq[j] + 1) >> 1;
+    }
+    totals[table] = total;
+    return s - at;
+  }
+
+  /** An extra bit: a symbol of the fixed table f(0) = f(1) = 1. */
+  bit() {
+    const q = Math.floor(this.range / 2);
+    const v = Math.floor(this.code / q);
+    if (v >= 2) fail(10, `${this.place()}: the range decoder's value ${v} is not below an extra bit's total 2`);
+    this.narrow(q, v, 1);
+    return v;
+  }
+
+  /** Keep the symbol's part of the range, taking in bytes while range < 2^24. */
+  narrow(q, start, f) {
+    this.code -= q * start;
+    this.range = q * f;
+    while (this.range < RANGE_FLOOR) {
+      this.code = this.code * 256 + this.next();
+      this.range *= 256;
+    }
+  }
+
+  /** §11.15 "End": every byte of R read, and code 0 (both rule 12). */
+  finish() {
+    if (this.pos < this.end) {
+      fail(12, `${where(this.stream, this.pos)}: ${this.end - this.pos} byte(s) of the range-coded part left unread after the last pixel`);
+    }
+    if (this.code !== 0) fail(12, `after the last pixel the range decoder's code is ${this.code}, must be 0`);
+  }
 }

@@ -71,7 +71,7 @@ test("spec §11.14 method-2 example decodes to the image of §11.10", () => {
 
 test("a rejection carries the rule number and the spec's class name", () => {
   const bytes = specDumps()[3].slice();
-  bytes[36] = 3; // method (§11.1): 0, 1 and 2 are defined
+  bytes[36] = 4; // method (§11.1): 0, 1, 2 and 3 are defined
   assert.throws(() => decode(bytes), (e) => e instanceof KmqStreamError && e.rule === 10 && e.name === "StreamStructureError" && /method/.test(e.message));
 });
 
