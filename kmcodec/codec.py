@@ -16,7 +16,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from . import bitpack, coding1, container, layout, zstd_labels
+from . import bitpack, coding1, container, layout, raster_coding, zstd_labels
 from ._mapped import mapping_of, release
 from .errors import ImageInputError, ParameterError
 from .palette import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_SEED, DEFAULT_TOL, PaletteFit, fit_palette
@@ -139,6 +139,9 @@ def pack(palette: np.ndarray, labels: np.ndarray, *, compress: bool = False) -> 
     header = container.Header(width=labels.shape[1], height=labels.shape[0], k=k, channels=palette.shape[1])
     if compress and header.size.label_bytes > layout.MIN_CODED_BYTES:
         stream = coding1.encode_labels(labels, palette)
+        raster = raster_coding.encode_labels(labels, palette)
+        if raster is not None and layout.MIN_CODED_BYTES <= len(raster) < len(stream):
+            stream = raster  # method 3 (spec §11.15): small and medium photos and graphics
         alternative = zstd_labels.encode_labels(labels, k, beat=min(len(stream), header.size.label_bytes))
         if alternative is not None and len(alternative) >= layout.MIN_CODED_BYTES:
             stream = alternative  # method 1 (spec §11.11): text and screenshots

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _nearest, packed_tables, rans, zstd_labels
+from . import _nearest, packed_tables, rans, raster_coding, zstd_labels
 from .bitpack import label_dtype
 from .errors import StreamLengthError, StreamStructureError, SymbolRangeError
 
@@ -610,8 +610,10 @@ def decode_labels(stream: memoryview, width: int, height: int, palette: np.ndarr
     method = reader.u8("method")
     if method == zstd_labels.METHOD:
         return zstd_labels.decode_labels(stream, width, height, k, offset)
+    if method == raster_coding.METHOD:
+        return raster_coding.decode_labels(stream, width, height, palette, offset)
     if method not in METHODS:
-        raise StreamStructureError(f"bad method at byte {offset}: {method}, coding 1 allows 0, 1 and 2")
+        raise StreamStructureError(f"bad method at byte {offset}: {method}, coding 1 allows 0, 1, 2 and 3")
     lanes = reader.uint(2, "lanes")
     if lanes < 1:
         raise StreamStructureError(f"bad lanes at byte {offset + 1}: 0, allowed 1..{rans.MAX_LANES}")
