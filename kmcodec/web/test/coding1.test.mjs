@@ -1,6 +1,6 @@
 // node --test kmcodec/web/test/coding1.test.mjs
 //
-// Checks the coding-1 decoder against the worked example of spec §11.10, and,
+// Checks the coding-1 decoder against the worked examples of spec §11.10–§11.15, and,
 // when KMQ_CODING1_MANIFEST names a JSON manifest (written by
 // tests/test_web_coding1.py), against every file in it: valid files decode to
 // the expected labels, malformed ones are rejected at the expected rule.
@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { decodeCodedLabels, KmqStreamError } from "../coding1.js";
+import { decodeCodedLabels, KmqStreamError, rasterContext } from "../coding1.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const SPEC = join(HERE, "..", "..", "..", "spec", "kmq.md");
@@ -67,6 +67,10 @@ test("spec §11.14 method-2 example decodes to the image of §11.10", () => {
   assert.equal(bytes.length, 111);
   assert.equal(bytes[36], 2);
   assertLabels(decode(bytes), 32, 32, (x, y) => ((x - 8) ** 2 + (y - 22) ** 2 <= 20 ? 3 : x < 16 ? 0 : y < 20 ? 1 : 2));
+});
+
+test("spec §11.15 context example: pixel (0, 1) of a 2-wide image after labels 5, 7", () => {
+  assert.equal(rasterContext(Uint8Array.of(5, 7, 0, 0), 2, 0, 1), 9796);
 });
 
 test("a rejection carries the rule number and the spec's class name", () => {
