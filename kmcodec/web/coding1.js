@@ -720,34 +720,38 @@ function escapeLabel(ctx, r, pattern, pass, x, y) {
   if (r >= k - m) fail(13, `${pixel()}: escape rank ${r} is not below K − m = ${k - m}`);
   // §11.13: a unanimous pixel's mean is its candidate's colour, whose order is its candidate's (ties by index alike).
   const ref = ctx.fromMean && m > 1 ? nearestToMean(ctx, pattern) : CAND[0];
-  return remainingEntry(nearestOrder(ctx, ref), k, m, r);
+  return remainingEntry(ctx, ref, m, r);
 }
 
-/** §11.5: the entry at position r of a distance order without the m candidates in CAND (r < K − m, checked). */
-function remainingEntry(order, k, m, r) {
-  let rank = 0;
-  for (let i = 0; i < k; i++) {
-    const label = order[i];
-    let candidate = false;
-    for (let j = 0; j < m; j++) if (CAND[j] === label) candidate = true;
-    if (candidate) continue;
-    if (rank === r) return label;
-    rank++;
+const CAND_POSITIONS = new Int32Array(4); // where the candidates stand in a distance order, ascending
+
+/** §11.5: the entry at position r of ref's distance order once the m candidates in CAND are removed (r < K − m, checked). */
+function remainingEntry(ctx, ref, m, r) {
+  const order = nearestOrder(ctx, ref);
+  const position = ctx.positions[ref];
+  for (let j = 0; j < m; j++) {
+    let i = j;
+    for (const at = position[CAND[j]]; i > 0 && CAND_POSITIONS[i - 1] > at; i--) CAND_POSITIONS[i] = CAND_POSITIONS[i - 1];
+    CAND_POSITIONS[i] = position[CAND[j]];
   }
-  throw new Error("unreachable: r < K − m names a remaining entry");
+  // Position r among the rest is position r plus the candidates at or before it in the whole order.
+  let at = r;
+  for (let j = 0; j < m; j++) if (CAND_POSITIONS[j] <= at) at++;
+  return order[at];
 }
 
 /**
- * The caches escape ranks need (K ≤ 256): each ref's distance order (§11.5) and each entry's
- * distance from ref, not squared, made at a ref's first use; the entry nearest each mean
+ * The caches escape ranks need (K ≤ 256): each ref's distance order (§11.5), each entry's place in
+ * it and its distance from ref, not squared, made at a ref's first use; the entry nearest each mean
  * colour (§11.13), a direct-mapped cache made at the first use.
  */
 function paletteOrders(k, channels, palette) {
   const n = k <= NEAREST_MAX_K ? k : 0;
-  return { k, channels, palette, nearest: new Array(n).fill(null), roots: new Array(n).fill(null), refKeys: null, refs: null };
+  // The typed arrays start empty rather than null, so the object keeps one shape for the JIT.
+  return { k, channels, palette, nearest: new Array(n).fill(null), positions: new Array(n).fill(null), roots: new Array(n).fill(null), refKeys: new Float64Array(0), refs: new Int16Array(0) };
 }
 
-/** §11.5: all K palette entries by squared distance to entry ref, ties by index (computed once per ref, with ctx.roots[ref]). */
+/** §11.5: all K palette entries by squared distance to entry ref, ties by index (once per ref, with ctx.positions[ref] and ctx.roots[ref]). */
 function nearestOrder(ctx, ref) {
   if (ctx.nearest[ref] !== null) return ctx.nearest[ref];
   const { k, channels, palette } = ctx;
@@ -762,12 +766,15 @@ function nearestOrder(ctx, ref) {
   }
   keys.sort();
   const order = new Uint8Array(k);
+  const position = new Uint8Array(k);
   const roots = new Float64Array(k);
   for (let i = 0; i < k; i++) {
     order[i] = keys[i] % NEAREST_MAX_K;
+    position[order[i]] = i;
     roots[i] = Math.sqrt(Math.floor(keys[i] / NEAREST_MAX_K));
   }
   ctx.nearest[ref] = order;
+  ctx.positions[ref] = position;
   ctx.roots[ref] = roots;
   return order;
 }
@@ -802,7 +809,7 @@ function entryNearestMean(ctx, anchor) {
   const { channels, palette, k } = ctx;
   let key = 0;
   for (let c = 0; c < channels; c++) key = key * 256 + MEAN[c];
-  if (ctx.refs === null) {
+  if (ctx.refs.length === 0) {
     ctx.refKeys = new Float64Array(1 << REF_CACHE_BITS); // a mean colour, one byte a channel
     ctx.refs = new Int16Array(1 << REF_CACHE_BITS).fill(-1);
   }
@@ -977,16 +984,16 @@ function rasterEscape(coder, model, orders, labels, width, x, y, m) {
   let r = token;
   if (token >= DIRECT_RANKS) {
     const g = 3 + ((token - DIRECT_RANKS) >> 1);
-    r = 2 ** g + ((token - DIRECT_RANKS) & 1) * 2 ** (g - 1);
+    r = (1 << g) | (((token - DIRECT_RANKS) & 1) << (g - 1));
     let extra = 0;
-    for (let b = 0; b < g - 1; b++) extra = extra * 2 + coder.bit();
+    for (let b = 0; b < g - 1; b++) extra = (extra << 1) | coder.bit();
     r += extra;
   }
   const { k } = orders;
   if (r >= k - m) fail(13, `pixel (${x}, ${y}): escape rank ${r} is not below K − m = ${k - m}`);
   // §11.13's ref: pixel (0, 0) has none, and a unanimous pixel's mean is its candidate's colour (same order).
   const ref = m === 0 ? 0 : m === 1 ? CAND[0] : nearestToNeighbourMean(orders, labels, width, x, y);
-  return remainingEntry(nearestOrder(orders, ref), k, m, r);
+  return remainingEntry(orders, ref, m, r);
 }
 
 /** §11.13 with §11.15's neighbours: the entry nearest the rounded mean colour of the present W, N, NE and NW. */
