@@ -21,6 +21,7 @@ METHOD_NAMES = {
     0: "method 0, neighbour model and rANS",
     1: "method 1, one Zstandard frame",
     2: "method 2, neighbour model and rANS, packed tables",
+    3: "method 3, raster scan with history, range coder",
 }
 
 

@@ -3,10 +3,13 @@
     label stream, method 3
     +--------+---------------------------------------------------------------+
     | method | R: range-coded bytes; per pixel in raster order a choice among |
-    |  u8 3  | its neighbours' labels (adaptive counts per context), or an    |
-    |        | escape rank from the entry nearest their mean colour           |
+    |  u8 3  | its neighbours' labels and two labels predicted from history   |
+    |        | (adaptive counts per context), or an escape rank from the      |
+    |        | palette entry nearest the neighbours' mean colour              |
     +--------+---------------------------------------------------------------+
 
+The predictions are what followed the same neighbourhood the last time it was
+seen, so repeated shapes (glyphs, icons) are copied as LZ77 would copy them.
 Every pixel's counts depend on every pixel before it, so the work is one
 sequential loop: the C module `kmcodec._raster` runs it at tens of ns a pixel.
 Where the module was not built (no compiler at install time), files are still

@@ -13,6 +13,10 @@ TOP = 1 << 24  # the range decoder renormalises below 2^24
 START, STEP, LIMIT = 16, 24, 8192  # adaptive tables: first frequency, growth, halving threshold
 FULL_RANGE = (1 << 32) - 1
 PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))  # (W, N), (W, NE), (W, NW), (N, NE), (N, NW), (NE, NW)
+# The pixels whose labels are hashed into the history tables' slots, as (dx, dy); the short list is the first 3.
+LONG = ((-1, 0), (0, -1), (-1, -1), (1, -1), (-2, 0), (0, -2), (1, -2), (-1, -2), (-3, 0), (2, -1))
+SHORT = 3
+SLOT_BITS = 20
 
 
 class Fault(Exception):
@@ -71,7 +75,9 @@ class Model:
         dist = ((pal[:, None, :] - pal[None, :, :]) ** 2).sum(axis=2)
         self.order = [list(map(int, np.argsort(row, kind="stable"))) for row in dist]  # ties by index
         self.choice: dict[int, Table] = {}
-        self.escape = [Table(1 + token(self.k - 1)[0]) for _ in range(5)]
+        self.escape = [Table(1 + token(self.k - 1)[0]) for _ in range(7)]
+        self.long = [0] * (1 << SLOT_BITS)  # label + 1; 0 is empty
+        self.short = [0] * (1 << SLOT_BITS)
         self.nearest: dict[tuple, int] = {}
 
     def ref(self, nb: tuple[int, ...]) -> int:
@@ -87,8 +93,24 @@ class Model:
         return self.nearest[mean]
 
 
-def pixel_context(labels: list[int], width: int, x: int, y: int) -> tuple[tuple[int, ...], int, list[int]]:
-    """Neighbours (W, N, NE, NW; -1 when absent), the 15-bit context t, and the candidates."""
+def slots(labels: list[int], width: int, x: int, y: int) -> tuple[int, int]:
+    """The pixel's slots in the long and the short history table (spec §11.15, "Two predictions")."""
+    h = short = 2166136261
+    for i, (dx, dy) in enumerate(LONG):
+        px, py = x + dx, y + dy
+        c = labels[py * width + px] + 1 if 0 <= px < width and py >= 0 else 0
+        h = ((h ^ c) * 16777619) & 0xFFFFFFFF
+        if i == SHORT - 1:
+            short = h
+    mask = (1 << SLOT_BITS) - 1
+    return (h ^ (h >> 15)) & mask, (short ^ (short >> 15)) & mask
+
+
+def pixel_context(labels: list[int], width: int, x: int, y: int, model: "Model | None" = None) -> tuple[tuple[int, ...], int, list[int], tuple[int, int]]:
+    """Neighbours (W, N, NE, NW; -1 when absent), the 21-bit context t, the candidates, and the two slots.
+
+    Without a model both predictions are missing (the spec's context example).
+    """
     row, up = y * width, (y - 1) * width
     w = labels[row + x - 1] if x > 0 else -1
     n = labels[up + x] if y > 0 else -1
@@ -108,7 +130,20 @@ def pixel_context(labels: list[int], width: int, x: int, y: int) -> tuple[tuple[
         if v >= 0:
             counts[v] = counts.get(v, 0) + 1
     cands = sorted(counts, key=lambda v: -counts[v])  # stable: ties keep first-holder order
-    return nb, t | len(cands) << 12, cands
+    a1 = a2 = 0
+    where = (0, 0)
+    if model is not None:
+        where = slots(labels, width, x, y)
+        p1, p2 = model.long[where[0]] - 1, model.short[where[1]] - 1
+        if p1 >= 0:
+            a1 = cands.index(p1) + 1 if p1 in cands else 5
+            if a1 == 5:
+                cands.append(p1)
+        if p2 >= 0:
+            a2 = cands.index(p2) + 1 if p2 in cands else 6
+            if a2 == 6:
+                cands.append(p2)
+    return nb, t | len(cands) << 12 | a1 << 15 | a2 << 18, cands, where
 
 
 # --- the decoder ---------------------------------------------------------------------
@@ -159,7 +194,7 @@ def decode(data: bytes, width: int, height: int, palette: np.ndarray) -> np.ndar
     for y in range(height):
         for x in range(width):
             i = dec.pixel = y * width + x
-            nb, t, cands = pixel_context(labels, width, x, y)
+            nb, t, cands, (long_slot, short_slot) = pixel_context(labels, width, x, y, model)
             m = len(cands)
             if m:
                 table = model.choice.get(t) or model.choice.setdefault(t, Table(m + 1))
@@ -167,6 +202,7 @@ def decode(data: bytes, width: int, height: int, palette: np.ndarray) -> np.ndar
                 table.update(s)
                 if s < m:
                     labels[i] = cands[s]
+                    model.long[long_slot] = model.short[short_slot] = cands[s] + 1
                     continue
             table = model.escape[m]
             tok = dec.symbol(table.f, table.total)
@@ -177,7 +213,8 @@ def decode(data: bytes, width: int, height: int, palette: np.ndarray) -> np.ndar
             r = rank_of(tok, extra)
             if r >= k - m:
                 raise Fault("rank", i, r, k - m)
-            labels[i] = [e for e in model.order[model.ref(nb) if m else 0] if e not in cands][r]
+            labels[i] = [e for e in model.order[model.ref(nb)] if e not in cands][r]
+            model.long[long_slot] = model.short[short_slot] = labels[i] + 1
     dec.pixel = width * height
     if dec.pos != len(dec.data):
         raise Fault("left_over", dec.pixel, dec.pos, len(dec.data))
@@ -231,7 +268,8 @@ def encode(labels: np.ndarray, palette: np.ndarray) -> bytes:
     for y in range(height):
         for x in range(width):
             v = flat[y * width + x]
-            nb, t, cands = pixel_context(flat, width, x, y)
+            nb, t, cands, (long_slot, short_slot) = pixel_context(flat, width, x, y, model)
+            model.long[long_slot] = model.short[short_slot] = v + 1  # read above; set for the pixels after
             m = len(cands)
             if m:
                 table = model.choice.get(t) or model.choice.setdefault(t, Table(m + 1))
@@ -240,7 +278,7 @@ def encode(labels: np.ndarray, palette: np.ndarray) -> bytes:
                 table.update(s)
                 if s < m:
                     continue
-            order = model.order[model.ref(nb) if m else 0]
+            order = model.order[model.ref(nb)]
             r = [e for e in order if e not in cands].index(v)
             tok, nbits, extra = token(r)
             table = model.escape[m]

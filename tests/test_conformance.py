@@ -125,4 +125,5 @@ def test_spec_example_files_are_the_hex_dumps_of_kmq_md():
     dumped = [bytes.fromhex("".join(line[10:58] for line in dump.splitlines())) for dump in dumps]
     names = ["spec_rgb_3x2_k3.kmq", "spec_grey_3x2_k3.kmq", "spec_rgba_3x2_k2.kmq"]
     names += ["spec_coding1_32x32_k4.kmq", "spec_coding1_method1_64x32_k4.kmq", "spec_coding1_method2_32x32_k4.kmq"]
+    names += ["spec_coding1_method3_32x32_k4.kmq"]
     assert [(VALID / name).read_bytes() for name in names] == dumped

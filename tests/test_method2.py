@@ -183,9 +183,9 @@ def test_packed_tables_cut_by_the_end_of_the_stream():
         kmcodec.decode(file_with_tables(bits, presence=0b1111, lane_state=False))
 
 
-def test_method_3_is_rejected():
+def test_method_4_is_rejected():
     data = bytearray(file_with_tables(ONE_SYMBOL))
-    data[26] = 3
+    data[26] = 4
     body = bytes(data[:-4])
-    with pytest.raises(errors.StreamStructureError, match="coding 1 allows 0, 1 and 2"):
+    with pytest.raises(errors.StreamStructureError, match="coding 1 allows 0, 1, 2 and 3"):
         kmcodec.decode(body + struct.pack("<I", zlib.crc32(body)))
