@@ -231,7 +231,7 @@ class Batch:
         done = subprocess.run([*NODE, "--test", "--test-reporter=tap", str(NODE_TEST)], capture_output=True, text=True, env=env, timeout=300)
         failed = [line for line in done.stdout.splitlines() if line.startswith("not ok")]
         assert done.returncode == 0, "\n".join(failed) + "\n" + done.stdout[-4000:] + done.stderr[-2000:]
-        assert f"# pass {len(self.items) + 5}" in done.stdout  # and the file's own 5 tests
+        assert f"# pass {len(self.items) + 7}" in done.stdout  # and the file's own 7 tests
 
 
 def python_outcome(data: bytes) -> str | np.ndarray:

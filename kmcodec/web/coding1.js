@@ -15,7 +15,8 @@
 // decodeZstdLabels walks its headers (steps 1–3), then fzstd decompresses it,
 // patched to reject what RFC 8878 calls corrupt (vendor/README.md); any exception it throws is rule 10.
 // A stream whose method byte is 3 (§11.15, K ≤ 256) is decoded by decodeRasterLabels: every pixel in
-// raster order, its context from 6 neighbours, a choice or an escape rank from adaptive tables, every
+// raster order, its candidates from 4 neighbours and two hashed history tables, its context from 6
+// neighbours and where the predictions went, a choice or an escape rank from adaptive tables, every
 // symbol from one range decoder; escape ranks count from the entry nearest the neighbours' mean colour.
 // A rejection throws a KmqStreamError carrying the rule number of §7 (10–13)
 // and the class name the spec gives it.
@@ -462,7 +463,8 @@ function* passes(width, height) {
 
 // ---------------------------------------------------------------- §11.3 candidates
 
-const CAND = new Int32Array(4); // the candidates of the last pixel asked, most held first
+const CAND = new Int32Array(6); // the candidates of the last pixel asked, most held first (§11.15 appends 2)
+export const CANDIDATES = CAND; // read-only outside, for the spec's examples
 
 /** §11.3: fill CAND with the candidates of pixel (x, y) of a pass with step d, and return its pattern (0 … 10). */
 function candidates(labels, width, height, x, y, d, diagonal) {
@@ -723,7 +725,7 @@ function escapeLabel(ctx, r, pattern, pass, x, y) {
   return remainingEntry(ctx, ref, m, r);
 }
 
-const CAND_POSITIONS = new Int32Array(4); // where the candidates stand in a distance order, ascending
+const CAND_POSITIONS = new Int32Array(6); // where the candidates stand in a distance order, ascending
 
 /** §11.5: the entry at position r of ref's distance order once the m candidates in CAND are removed (r < K − m, checked). */
 function remainingEntry(ctx, ref, m, r) {
@@ -915,15 +917,32 @@ function decodeZstdLabels(stream, width, height, k) {
 const ADAPT_START = 16;
 const ADAPT_STEP = 24;
 const ADAPT_LIMIT = 8192;
-// §11.15: a context is 15 bits, m in bits 12 … 14; a choice table has m + 1 ≤ 5 symbols; one escape table per m = 0 … 4.
-const RASTER_CONTEXT_BITS = 15;
+// §11.15: a context is 21 bits, m in bits 12 … 14, a₁ in 15 … 17, a₂ in 18 … 20; one escape table per m = 0 … 6.
+const RASTER_CONTEXT_BITS = 21;
 const M_SHIFT = 12;
-const MAX_CHOICE_SYMBOLS = 5;
-const ESCAPE_TABLES = 5;
+const A1_SHIFT = 15;
+const A2_SHIFT = 18;
+const FIELD_MASK = 7; // m, a₁ and a₂ are 3 bits each
+const P1_APPENDED = 5; // a₁ when P₁ was appended
+const P2_APPENDED = 6; // a₂ when P₂ was appended
+const ESCAPE_TABLES = 7;
+// A choice table of m + 1 ≤ 7 symbols takes 8 places of the pool, its total in the last.
+const CHOICE_STRIDE = 8;
+const CHOICE_TOTAL = 7;
 // §11.15: ranks below this are their own token.
 const DIRECT_RANKS = 8;
 // §11.15: the range decoder takes in a byte whenever range falls below this.
 const RANGE_FLOOR = 2 ** 24;
+// §11.15 "Two predictions": tables of 2^20 slots; a slot is FNV-1a over label + 1 of a list of pixels, folded.
+const SLOT_BITS = 20;
+const SLOT_MASK = (1 << SLOT_BITS) - 1;
+const FNV_OFFSET = 2166136261;
+const FNV_PRIME = 16777619;
+const FOLD_SHIFT = 15;
+// The long list as (dx, dy), in the spec's order; the short list is its first SHORT_LIST.
+const LONG_DX = Int32Array.of(-1, 0, -1, 1, -2, 0, 1, -1, -3, 2);
+const LONG_DY = Int32Array.of(0, -1, -1, -1, 0, -2, -2, -2, 0, -1);
+const SHORT_LIST = 3;
 
 /** §11.15: the labels of a method-3 stream, every pixel in raster order, then the end checks. */
 function decodeRasterLabels(stream, { width, height, k, channels, palette }) {
@@ -932,23 +951,24 @@ function decodeRasterLabels(stream, { width, height, k, channels, palette }) {
   }
   const coder = new RangeDecoder(stream, width);
   const labels = new Uint8Array(width * height);
+  const history = new HistoryTables();
   const model = new RasterModel(k);
   const orders = paletteOrders(k, channels, palette);
   for (let y = 0, i = 0; y < height; y++) {
     for (let x = 0; x < width; x++, i++) {
       coder.pixel = i;
-      const t = rasterContext(labels, width, x, y);
-      const m = t >>> M_SHIFT;
+      const t = rasterContext(labels, width, x, y, history);
+      const m = (t >>> M_SHIFT) & FIELD_MASK;
+      let label = -1;
       if (m > 0) {
         // Step 1: a choice from the context's table, made when the context is first met.
-        if (model.choiceTotals[t] === 0) model.choiceTable(t, m + 1);
-        const s = coder.adaptive(model.choices, t * MAX_CHOICE_SYMBOLS, m + 1, model.choiceTotals, t);
-        if (s < m) {
-          labels[i] = CAND[s];
-          continue;
-        }
+        const at = model.choiceTable(t, m + 1);
+        const s = coder.adaptive(model.choices, at, m + 1, model.choices, at + CHOICE_TOTAL);
+        if (s < m) label = CAND[s];
       }
-      labels[i] = rasterEscape(coder, model, orders, labels, width, x, y, m); // steps 2 and 3
+      if (label < 0) label = rasterEscape(coder, model, orders, labels, width, x, y, t); // steps 2 and 3
+      labels[i] = label;
+      history.remember(label); // step 4
     }
   }
   coder.finish();
@@ -956,10 +976,11 @@ function decodeRasterLabels(stream, { width, height, k, channels, palette }) {
 }
 
 /**
- * §11.15: the context t of pixel (x, y) from the labels decoded before it (m in bits 12 … 14),
- * with its m candidates in CAND. Exported for the spec's example.
+ * §11.15: the context t of pixel (x, y) from the labels decoded before it and the history tables
+ * (m in bits 12 … 14), with its m candidates in CAND and its slots found in `history`.
+ * Exported for the spec's examples.
  */
-export function rasterContext(labels, width, x, y) {
+export function rasterContext(labels, width, x, y, history) {
   const i = y * width + x;
   // An absent neighbour is −1 here, so two absent neighbours agree and never agree with a present one.
   const w = x > 0 ? labels[i - 1] : -1;
@@ -972,14 +993,45 @@ export function rasterContext(labels, width, x, y) {
     (w === n) | ((w === ne) << 1) | ((w === nw) << 2) | ((n === ne) << 3) | ((n === nw) << 4) | ((ne === nw) << 5) |
     ((w < 0) << 6) | ((n < 0) << 7) | ((ne < 0) << 8) | ((nw < 0) << 9) |
     ((ww === w) << 10) | ((nn === n) << 11);
-  if (x === 0 && y === 0) return t; // m = 0: no neighbour, no candidate
-  // §11.3 ranks with the absent neighbours unlike each other and unlike any label.
-  const pattern = rankCandidates(w, n < 0 ? -2 : n, ne < 0 ? -3 : ne, nw < 0 ? -4 : nw);
-  return t | (PATTERN_M[pattern] << M_SHIFT);
+  // The neighbour candidates: §11.3 ranks with the absent neighbours unlike each other and unlike any label.
+  let m = x === 0 && y === 0 ? 0 : PATTERN_M[rankCandidates(w, n < 0 ? -2 : n, ne < 0 ? -3 : ne, nw < 0 ? -4 : nw)];
+  history.find(labels, width, x, y);
+  const p1 = history.long[history.longSlot] - 1; // −1: missing
+  const p2 = history.short[history.shortSlot] - 1;
+  let a1 = 0;
+  let a2 = 0;
+  if (p1 >= 0) {
+    a1 = candidateIndex(p1, m) + 1;
+    if (a1 === 0) {
+      CAND[m++] = p1;
+      a1 = P1_APPENDED;
+    }
+  }
+  if (p2 >= 0) {
+    a2 = candidateIndex(p2, m) + 1;
+    if (a2 === 0) {
+      CAND[m++] = p2;
+      a2 = P2_APPENDED;
+    }
+  }
+  return t | (m << M_SHIFT) | (a1 << A1_SHIFT) | (a2 << A2_SHIFT);
+}
+
+/** Where `label` stands among the first m candidates in CAND, or −1. */
+function candidateIndex(label, m) {
+  for (let j = 0; j < m; j++) if (CAND[j] === label) return j;
+  return -1;
+}
+
+/** §11.15: m₀, the number of neighbour candidates, from context t (m less the predictions appended). */
+function neighbourCandidates(t) {
+  const m = (t >>> M_SHIFT) & FIELD_MASK;
+  return m - +(((t >>> A1_SHIFT) & FIELD_MASK) === P1_APPENDED) - +(((t >>> A2_SHIFT) & FIELD_MASK) === P2_APPENDED);
 }
 
 /** §11.15 steps 2 and 3: an escaping pixel's token, extra bits and rank r (< K − m, rule 13), and the label r names. */
-function rasterEscape(coder, model, orders, labels, width, x, y, m) {
+function rasterEscape(coder, model, orders, labels, width, x, y, t) {
+  const m = (t >>> M_SHIFT) & FIELD_MASK;
   const token = coder.adaptive(model.escapes, m * model.symbols, model.symbols, model.escapeTotals, m);
   let r = token;
   if (token >= DIRECT_RANKS) {
@@ -991,8 +1043,9 @@ function rasterEscape(coder, model, orders, labels, width, x, y, m) {
   }
   const { k } = orders;
   if (r >= k - m) fail(13, `pixel (${x}, ${y}): escape rank ${r} is not below K − m = ${k - m}`);
-  // §11.13's ref: pixel (0, 0) has none, and a unanimous pixel's mean is its candidate's colour (same order).
-  const ref = m === 0 ? 0 : m === 1 ? CAND[0] : nearestToNeighbourMean(orders, labels, width, x, y);
+  // §11.13's ref: pixel (0, 0) has none, and unanimous neighbours' mean is their candidate's colour (same order).
+  const m0 = neighbourCandidates(t);
+  const ref = m0 === 0 ? 0 : m0 === 1 ? CAND[0] : nearestToNeighbourMean(orders, labels, width, x, y);
   return remainingEntry(orders, ref, m, r);
 }
 
@@ -1024,20 +1077,68 @@ function rankToken(r) {
   return DIRECT_RANKS + 2 * (g - 3) + ((r >> (g - 1)) & 1);
 }
 
-/** §11.15 "Adaptive tables": the choice tables by context and the escape tables by m, frequencies and totals. */
+/** §11.15 "Two predictions": the long and the short history table, label + 1 in each slot (0: empty). */
+export class HistoryTables {
+  constructor() {
+    this.long = new Uint16Array(1 << SLOT_BITS); // label + 1 ≤ 256
+    this.short = new Uint16Array(1 << SLOT_BITS);
+    this.longSlot = 0; // the slots of the last pixel found
+    this.shortSlot = 0;
+  }
+
+  /** The slots of pixel (x, y): FNV-1a over the long list's values (the short list's is the hash after 3). */
+  find(labels, width, x, y) {
+    let h = FNV_OFFSET | 0; // 32-bit arithmetic: Math.imul keeps the low 32 bits
+    let short = h;
+    for (let j = 0; j < LONG_DX.length; j++) {
+      const px = x + LONG_DX[j];
+      const py = y + LONG_DY[j]; // ≤ y: every listed pixel is above or left of (x, y)
+      const c = px >= 0 && px < width && py >= 0 ? labels[py * width + px] + 1 : 0;
+      h = Math.imul(h ^ c, FNV_PRIME);
+      if (j === SHORT_LIST - 1) short = h;
+    }
+    this.longSlot = fold(h);
+    this.shortSlot = fold(short);
+  }
+
+  /** Step 4: the pixel's label into both of the slots found last. */
+  remember(label) {
+    this.long[this.longSlot] = label + 1;
+    this.short[this.shortSlot] = label + 1;
+  }
+}
+
+/** §11.15: a 32-bit hash folded to a slot, (h XOR (h >> 15)) mod 2^20. */
+function fold(h) {
+  return (h ^ (h >>> FOLD_SHIFT)) & SLOT_MASK;
+}
+
+/**
+ * §11.15 "Adaptive tables": the choice tables by context and the escape tables by m, frequencies and totals.
+ * The choice tables of the contexts met sit in one growing pool, found through a dense index of all
+ * 2^21 contexts (8 MB) rather than 2^21 × 7 frequencies set aside (28 MB) or a Map (slower).
+ */
 class RasterModel {
   constructor(k) {
-    this.choices = new Uint16Array((1 << RASTER_CONTEXT_BITS) * MAX_CHOICE_SYMBOLS); // f ≤ T ≤ 8192 + 24
-    this.choiceTotals = new Uint16Array(1 << RASTER_CONTEXT_BITS); // 0: context not met yet
+    this.index = new Int32Array(1 << RASTER_CONTEXT_BITS); // a context's table's place in the pool + 1; 0: not met yet
+    this.choices = new Uint16Array(CHOICE_STRIDE * 1024); // f ≤ T ≤ 8192 + 24
+    this.used = 0;
     this.symbols = 1 + rankToken(k - 1); // Z
     this.escapes = new Uint16Array(ESCAPE_TABLES * this.symbols).fill(ADAPT_START);
     this.escapeTotals = new Uint16Array(ESCAPE_TABLES).fill(ADAPT_START * this.symbols);
   }
 
-  /** Context t's choice table, of n = m + 1 symbols, at its first use. */
+  /** Where context t's choice table of n = m + 1 symbols starts in this.choices, set up at its first use. */
   choiceTable(t, n) {
-    this.choices.fill(ADAPT_START, t * MAX_CHOICE_SYMBOLS, t * MAX_CHOICE_SYMBOLS + n);
-    this.choiceTotals[t] = ADAPT_START * n;
+    const known = this.index[t];
+    if (known > 0) return known - 1;
+    const at = this.used;
+    this.used += CHOICE_STRIDE;
+    this.choices = grown(this.choices, this.used);
+    this.choices.fill(ADAPT_START, at, at + n);
+    this.choices[at + CHOICE_TOTAL] = ADAPT_START * n;
+    this.index[t] = at + 1;
+    return at;
   }
 }
 

@@ -1,6 +1,6 @@
 // node --test kmcodec/web/test/coding1.test.mjs
 //
-// Checks the coding-1 decoder against the worked examples of spec §11.10–§11.15, and,
+// Checks the coding-1 decoder against the worked examples of spec §11.10–§11.16, and,
 // when KMQ_CODING1_MANIFEST names a JSON manifest (written by
 // tests/test_web_coding1.py), against every file in it: valid files decode to
 // the expected labels, malformed ones are rejected at the expected rule.
@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { decodeCodedLabels, KmqStreamError, rasterContext } from "../coding1.js";
+import { CANDIDATES, decodeCodedLabels, HistoryTables, KmqStreamError, rasterContext } from "../coding1.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const SPEC = join(HERE, "..", "..", "..", "spec", "kmq.md");
@@ -70,7 +70,36 @@ test("spec §11.14 method-2 example decodes to the image of §11.10", () => {
 });
 
 test("spec §11.15 context example: pixel (0, 1) of a 2-wide image after labels 5, 7", () => {
-  assert.equal(rasterContext(Uint8Array.of(5, 7, 0, 0), 2, 0, 1), 9796);
+  assert.equal(rasterContext(Uint8Array.of(5, 7, 0, 0), 2, 0, 1, new HistoryTables()), 9796); // both predictions missing
+  assert.deepEqual([...CANDIDATES.subarray(0, 2)], [5, 7]);
+});
+
+/** Spec §11.16's image: §11.10's, with 3 − label on the dots where x mod 6 = 3 and y mod 5 = 2. */
+function method3Example(x, y) {
+  const label = (x - 8) ** 2 + (y - 22) ** 2 <= 20 ? 3 : x < 16 ? 0 : y < 20 ? 1 : 2;
+  return x % 6 === 3 && y % 5 === 2 ? 3 - label : label;
+}
+
+test("spec §11.16 method-3 example decodes to the image it describes", () => {
+  const bytes = specDumps()[6];
+  assert.equal(bytes.length, 100);
+  assert.equal(bytes[36], 3);
+  assertLabels(decode(bytes), 32, 32, method3Example);
+});
+
+test("spec §11.16 contexts: pixel (1, 0) t = 7096, pixel (3, 2) t = 269375, each with the one candidate white", () => {
+  const labels = new Uint8Array(32 * 32);
+  const history = new HistoryTables();
+  const contexts = new Map();
+  for (let y = 0; y < 3; y++) {
+    for (let x = 0; x < 32; x++) {
+      contexts.set(`${x},${y}`, [rasterContext(labels, 32, x, y, history), CANDIDATES[0]]);
+      labels[y * 32 + x] = method3Example(x, y);
+      history.remember(labels[y * 32 + x]); // step 4
+    }
+  }
+  assert.deepEqual(contexts.get("1,0"), [7096, 0]);
+  assert.deepEqual(contexts.get("3,2"), [269375, 0]);
 });
 
 test("a rejection carries the rule number and the spec's class name", () => {
