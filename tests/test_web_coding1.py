@@ -875,3 +875,52 @@ def test_js_agrees_with_python_on_randomly_damaged_method3_streams(tmp_path):
                 batch.expect_labels(f"file {i} damage {j}: kmcodec decodes it", bad, got)
     assert kinds >= {"rank", "past_end", "left_over"}, kinds
     batch.run()
+
+
+def glyph_images() -> list[tuple[np.ndarray, np.ndarray]]:
+    """Text-like label maps: a few 5x7 glyphs (ink on a background) repeated in random order along rows,
+    one pixel apart, so repeated neighbourhoods fill §11.15's history tables and both predictions count."""
+    rng = np.random.default_rng(29)
+    out = []
+    for k, channels, glyphs, rows, columns in [(2, 1, 3, 4, 12), (4, 3, 5, 6, 10), (9, 4, 4, 3, 16), (200, 3, 6, 5, 8)]:
+        shapes = rng.random((glyphs, 7, 5)) < 0.45
+        inks = rng.integers(1, k, glyphs)  # each glyph in a colour of its own; background 0
+        labels = np.zeros((rows * 9, columns * 6), np.uint8)
+        for row in range(rows):
+            for column in range(columns):
+                g = rng.integers(glyphs)
+                labels[row * 9 + 1 : row * 9 + 8, column * 6 : column * 6 + 5] = np.where(shapes[g], inks[g], 0)
+        out.append((rng.integers(0, 256, (k, channels)).astype(np.uint8), labels))
+    # A noisy tile repeated, a tenth of its pixels changed: 4 neighbour candidates and 2 appended, m = 6.
+    labels = tiled_labels(rng, 12, (6, 7), (8, 8))
+    noise = rng.random(labels.shape) < 0.1
+    labels[noise] = rng.integers(0, 12, noise.sum())
+    out.append((rng.integers(0, 256, (12, 3)).astype(np.uint8), labels))
+    return out
+
+
+def prediction_places(palette: np.ndarray, labels: np.ndarray) -> set[tuple[int, int, int]]:
+    """Every (m, a₁, a₂) of §11.15 that raster_ref's model gives some pixel of the map, in raster order."""
+    height, width = labels.shape
+    flat = labels.ravel().tolist()
+    model = raster_ref.Model(palette)
+    seen = set()
+    for y in range(height):
+        for x in range(width):
+            _, t, _, (long_slot, short_slot) = raster_ref.pixel_context(flat, width, x, y, model)
+            seen.add((t >> 12 & 7, t >> 15 & 7, t >> 18))
+            model.long[long_slot] = model.short[short_slot] = flat[y * width + x] + 1  # step 4
+    return seen
+
+
+def test_js_decodes_method3_streams_that_use_both_predictions(tmp_path):
+    """Repeated glyphs: some pixels append P₁ (a₁ = 5) and some P₂ (a₂ = 6), others find them among the candidates."""
+    batch = Batch(tmp_path)
+    places = set()
+    for i, (palette, labels) in enumerate(glyph_images()):
+        places |= prediction_places(palette, labels)
+        height, width = labels.shape
+        batch.expect_labels(f"glyphs {i}: {width}x{height} K={len(palette)}", method3_file(palette, labels), labels)
+    assert {a1 for _, a1, _ in places} == {0, 1, 2, 3, 4, 5} and {a2 for _, _, a2 in places} == {0, 1, 2, 3, 4, 5, 6}, places
+    assert {m for m, _, _ in places} == set(range(7)), places
+    batch.run()
