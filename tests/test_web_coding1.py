@@ -224,6 +224,13 @@ class Batch:
         (self.directory / f"{stem}.kmq").write_bytes(data)
         self.items.append({"name": name, "file": f"{stem}.kmq", "labels": None, "width": 0, "rule": rule, "error": RULES[rule], "tolerate": tolerate})
 
+    def expect_contexts(self, name: str, labels: np.ndarray, contexts: list[int]) -> None:
+        """A label map, and the context t of §11.15 that each of its pixels has, in raster order."""
+        stem = f"case{len(self.items)}"
+        (self.directory / f"{stem}.bin").write_bytes(np.ascontiguousarray(labels, "<u2").tobytes())
+        (self.directory / f"{stem}.ctx").write_bytes(np.asarray(contexts, "<u4").tobytes())
+        self.items.append({"name": name, "labels": f"{stem}.bin", "contexts": f"{stem}.ctx", "width": int(labels.shape[1])})
+
     def run(self) -> None:
         manifest = self.directory / "manifest.json"
         manifest.write_text(json.dumps(self.items))
@@ -899,28 +906,30 @@ def glyph_images() -> list[tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def prediction_places(palette: np.ndarray, labels: np.ndarray) -> set[tuple[int, int, int]]:
-    """Every (m, a₁, a₂) of §11.15 that raster_ref's model gives some pixel of the map, in raster order."""
+def raster_contexts(palette: np.ndarray, labels: np.ndarray) -> list[int]:
+    """The context t of §11.15 of every pixel, in raster order, from raster_ref's model."""
     height, width = labels.shape
     flat = labels.ravel().tolist()
     model = raster_ref.Model(palette)
-    seen = set()
+    contexts = []
     for y in range(height):
         for x in range(width):
             _, t, _, (long_slot, short_slot) = raster_ref.pixel_context(flat, width, x, y, model)
-            seen.add((t >> 12 & 7, t >> 15 & 7, t >> 18))
+            contexts.append(t)
             model.long[long_slot] = model.short[short_slot] = flat[y * width + x] + 1  # step 4
-    return seen
+    return contexts
 
 
 def test_js_decodes_method3_streams_that_use_both_predictions(tmp_path):
-    """Repeated glyphs: some pixels append P₁ (a₁ = 5) and some P₂ (a₂ = 6), others find them among the candidates."""
+    """Repeated glyphs and tiles: every m, a₁ and a₂ of §11.15 occurs (P₁ appended: a₁ = 5; P₂: a₂ = 6),
+    JS finds raster_ref's context t at every pixel, and decodes the streams."""
     batch = Batch(tmp_path)
     places = set()
     for i, (palette, labels) in enumerate(glyph_images()):
-        places |= prediction_places(palette, labels)
+        contexts = raster_contexts(palette, labels)
+        places |= {(t >> 12 & 7, t >> 15 & 7, t >> 18) for t in contexts}
         height, width = labels.shape
+        batch.expect_contexts(f"glyphs {i}: {width}x{height} K={len(palette)}, contexts", labels, contexts)
         batch.expect_labels(f"glyphs {i}: {width}x{height} K={len(palette)}", method3_file(palette, labels), labels)
-    assert {a1 for _, a1, _ in places} == {0, 1, 2, 3, 4, 5} and {a2 for _, _, a2 in places} == {0, 1, 2, 3, 4, 5, 6}, places
-    assert {m for m, _, _ in places} == set(range(7)), places
+    assert [sorted({place[j] for place in places}) for j in range(3)] == [list(range(7)), list(range(6)), list(range(7))], places
     batch.run()

@@ -1023,12 +1023,6 @@ function candidateIndex(label, m) {
   return -1;
 }
 
-/** §11.15: m₀, the number of neighbour candidates, from context t (m less the predictions appended). */
-function neighbourCandidates(t) {
-  const m = (t >>> M_SHIFT) & FIELD_MASK;
-  return m - +(((t >>> A1_SHIFT) & FIELD_MASK) === P1_APPENDED) - +(((t >>> A2_SHIFT) & FIELD_MASK) === P2_APPENDED);
-}
-
 /** §11.15 steps 2 and 3: an escaping pixel's token, extra bits and rank r (< K − m, rule 13), and the label r names. */
 function rasterEscape(coder, model, orders, labels, width, x, y, t) {
   const m = (t >>> M_SHIFT) & FIELD_MASK;
@@ -1043,9 +1037,8 @@ function rasterEscape(coder, model, orders, labels, width, x, y, t) {
   }
   const { k } = orders;
   if (r >= k - m) fail(13, `pixel (${x}, ${y}): escape rank ${r} is not below K − m = ${k - m}`);
-  // §11.13's ref: pixel (0, 0) has none, and unanimous neighbours' mean is their candidate's colour (same order).
-  const m0 = neighbourCandidates(t);
-  const ref = m0 === 0 ? 0 : m0 === 1 ? CAND[0] : nearestToNeighbourMean(orders, labels, width, x, y);
+  // Step 3: ref from the neighbours' mean colour (§11.13); pixel (0, 0) has no neighbour, and ref = 0.
+  const ref = x === 0 && y === 0 ? 0 : nearestToNeighbourMean(orders, labels, width, x, y);
   return remainingEntry(orders, ref, m, r);
 }
 

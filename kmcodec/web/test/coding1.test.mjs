@@ -113,11 +113,29 @@ function tolerated(item, e) {
   return Boolean(item.tolerate) && e instanceof KmqStreamError && e.rule === 10 && e.message.includes(item.tolerate);
 }
 
+/** A manifest item's label map walked in raster order as §11.15 does: each pixel's context t against the one listed. */
+function assertContexts(root, item) {
+  const raw = readFileSync(join(root, item.labels));
+  const want = new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength / 2);
+  const rawContexts = readFileSync(join(root, item.contexts));
+  const contexts = new Uint32Array(rawContexts.buffer, rawContexts.byteOffset, rawContexts.byteLength / 4);
+  const labels = new Uint8Array(want.length);
+  const history = new HistoryTables();
+  for (let i = 0; i < want.length; i++) {
+    const [x, y] = [i % item.width, Math.floor(i / item.width)];
+    const t = rasterContext(labels, item.width, x, y, history);
+    if (t !== contexts[i]) assert.fail(`pixel (${x}, ${y}): context ${t}, want ${contexts[i]}`);
+    labels[i] = want[i];
+    history.remember(labels[i]); // step 4
+  }
+}
+
 const manifestPath = process.env.KMQ_CODING1_MANIFEST;
 if (manifestPath) {
   const root = dirname(manifestPath);
   for (const item of JSON.parse(readFileSync(manifestPath, "utf8"))) {
     test(item.name, () => {
+      if (item.contexts) return assertContexts(root, item);
       const bytes = new Uint8Array(readFileSync(join(root, item.file)));
       if (item.rule === null) {
         let labels;
