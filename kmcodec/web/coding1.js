@@ -1109,7 +1109,8 @@ function fold(h) {
 /**
  * §11.15 "Adaptive tables": the choice tables by context and the escape tables by m, frequencies and totals.
  * The choice tables of the contexts met sit in one growing pool, found through a dense index of all
- * 2^21 contexts (8 MB) rather than 2^21 × 7 frequencies set aside (28 MB) or a Map (slower).
+ * 2^21 contexts (8 MB) rather than 2^21 × 7 frequencies set aside (28 MB); a Map from context to
+ * place decoded a 512 × 512 photo no faster.
  */
 class RasterModel {
   constructor(k) {
