@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 
 import kmcodec
-from kmcodec import container, layout
+from kmcodec import container, layout, raster_ref
 
 
 def method0_file(palette: np.ndarray, labels: np.ndarray, method: int = kmcodec.coding1.METHOD) -> bytes | None:
@@ -20,6 +22,25 @@ def method0_file(palette: np.ndarray, labels: np.ndarray, method: int = kmcodec.
 def method2_file(palette: np.ndarray, labels: np.ndarray) -> bytes | None:
     """A coding-1 file whose label stream is method 2 (spec §11.13), whatever method 1 would give; None when over the bound."""
     return method0_file(palette, labels, kmcodec.coding1.METHOD_PACKED)
+
+
+def method3_file(palette: np.ndarray, labels: np.ndarray) -> bytes:
+    """A coding-1 file whose label stream is method 3 (spec §11.15), R from kmcodec.raster_ref.
+
+    Its length is not checked against rule 6: a tiny image's stream is under 26 bytes and a noisy one's
+    may pass the bound. The JS tests call the label-stream decoder, which does not check rule 6;
+    `rule6_holds` says whether the whole-file decoders accept the length.
+    """
+    header = container.Header(labels.shape[1], labels.shape[0], palette.shape[0], palette.shape[1], coding=layout.CODING_CODED)
+    body = header.pack() + palette.tobytes() + bytes([3]) + raster_ref.encode(labels, palette)
+    return body + zlib.crc32(body).to_bytes(layout.CHECK_SIZE, "little")
+
+
+def rule6_holds(data: bytes, extra: int = 0) -> bool:
+    """Whether a coding-1 file `extra` bytes longer still has a length rule 6 allows (spec §6)."""
+    header = container.Header(*(int.from_bytes(data[at : at + 4], "little") for at in (8, 12, 16)), data[5], coding=layout.CODING_CODED)
+    shortest, longest = container.length_range(header)
+    return shortest <= len(data) + extra <= longest
 
 
 def photo_image(rng: np.random.Generator, k: int, channels: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import kmcodec
-from coded import stream_method
+from coded import method3_file, stream_method
 from test_view import kmq_view, serving
 from test_web_decoder import rgba_bytes
 
@@ -52,11 +52,17 @@ def page_state(url: str, profile: Path, *extra: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(
-    ("name", "coding", "method"), [("coffee_k16.kmq", 0, None), ("logo_rgba_k4.kmq", 0, None), ("coffee_k16.kmq", 1, 2), ("logo_rgba_k4.kmq", 1, 1)]
+    ("name", "coding", "method"),
+    [("coffee_k16.kmq", 0, None), ("logo_rgba_k4.kmq", 0, None), ("coffee_k16.kmq", 1, 2), ("logo_rgba_k4.kmq", 1, 1), ("coffee_k16.kmq", 1, 3)],
 )
 def test_viewer_canvas_holds_the_pixels_kmcodec_decodes(name, coding, method, tmp_path):
     path = tmp_path / name
-    path.write_bytes(kmcodec.recode((ROOT / "fixtures" / "golden" / name).read_bytes(), compress=bool(coding)))
+    golden = (ROOT / "fixtures" / "golden" / name).read_bytes()
+    if method == 3:  # method 3 (§11.15) as raster_ref writes it, whether or not kmcodec's encoder would choose it
+        image = kmcodec.decode(golden)
+        path.write_bytes(method3_file(image.palette, image.labels))
+    else:
+        path.write_bytes(kmcodec.recode(golden, compress=bool(coding)))
     data = path.read_bytes()
     assert data[6] == coding
     if method is not None:  # method 1 (§11.11) loads vendor/fzstd.js through `kmq view`
@@ -68,7 +74,7 @@ def test_viewer_canvas_holds_the_pixels_kmcodec_decodes(name, coding, method, tm
     assert state.get("state") == "ready", state
     assert state["decoded-crc32"] == state["drawn-crc32"] == expected
     if method is not None:  # the bytes table names the method and its section
-        section = {1: "§11.11", 2: "§11.13"}[method]
+        section = {1: "§11.11", 2: "§11.13", 3: "§11.15"}[method]
         assert state["method-row"].startswith(f"{method} (") and section in state["method-row"], state["method-row"]
     if image.channels != 4:  # a canvas stores premultiplied alpha, so only opaque pixels read back exactly
         assert state["canvas-crc32"] == expected

@@ -27,8 +27,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import kmcodec
-from coded import LIBZSTD_UNCHECKED, method0_file, method2_file, photo_image, stream_method, tiled_labels, zstd_blocks_start
-from kmcodec import errors
+from coded import LIBZSTD_UNCHECKED, method0_file, method2_file, method3_file, photo_image, rule6_holds, stream_method, tiled_labels, zstd_blocks_start
+from kmcodec import errors, raster_ref
 
 ROOT = Path(__file__).resolve().parents[1]
 NODE_TEST = ROOT / "kmcodec" / "web" / "test" / "coding1.test.mjs"
@@ -224,6 +224,13 @@ class Batch:
         (self.directory / f"{stem}.kmq").write_bytes(data)
         self.items.append({"name": name, "file": f"{stem}.kmq", "labels": None, "width": 0, "rule": rule, "error": RULES[rule], "tolerate": tolerate})
 
+    def expect_contexts(self, name: str, labels: np.ndarray, contexts: list[int]) -> None:
+        """A label map, and the context t of §11.15 that each of its pixels has, in raster order."""
+        stem = f"case{len(self.items)}"
+        (self.directory / f"{stem}.bin").write_bytes(np.ascontiguousarray(labels, "<u2").tobytes())
+        (self.directory / f"{stem}.ctx").write_bytes(np.asarray(contexts, "<u4").tobytes())
+        self.items.append({"name": name, "labels": f"{stem}.bin", "contexts": f"{stem}.ctx", "width": int(labels.shape[1])})
+
     def run(self) -> None:
         manifest = self.directory / "manifest.json"
         manifest.write_text(json.dumps(self.items))
@@ -231,7 +238,7 @@ class Batch:
         done = subprocess.run([*NODE, "--test", "--test-reporter=tap", str(NODE_TEST)], capture_output=True, text=True, env=env, timeout=300)
         failed = [line for line in done.stdout.splitlines() if line.startswith("not ok")]
         assert done.returncode == 0, "\n".join(failed) + "\n" + done.stdout[-4000:] + done.stderr[-2000:]
-        assert f"# pass {len(self.items) + 4}" in done.stdout  # and the file's own 4 tests
+        assert f"# pass {len(self.items) + 7}" in done.stdout  # and the file's own 7 tests
 
 
 def python_outcome(data: bytes) -> str | np.ndarray:
@@ -709,4 +716,220 @@ def test_js_counts_escape_ranks_from_the_entry_nearest_the_mean_colour(tmp_path)
         assert np.array_equal(kmcodec.decode(data).labels, want)  # kmcodec reads §11.13 the same way
         batch.expect_labels(f"K={k} C={channels}: {moved} escapes move", data, want)
     assert sum(changed) >= 50, changed
+    batch.run()
+
+
+# ---------------------------------------------------------------- method 3 (§11.15): raster order, adaptive counts, a range coder
+
+
+
+def raster_images() -> list[tuple[np.ndarray, np.ndarray]]:
+    """Method-3 inputs: every K from 1 to 256 with C = 1, 3 and 4 over single pixels, strips and small maps
+    (flat, noise, blocks, stripes), photos, large flat graphics and noise (tables halve), and the generator's maps."""
+    rng = np.random.default_rng(17)
+    shapes = [(1, 1), (1, 29), (23, 1), (2, 3), (9, 14), (17, 12), (1, 2), (2, 1)]
+    out = []
+    for k in range(1, 257):
+        height, width = shapes[k % len(shapes)]
+        channels = (1, 3, 4)[k % 3]
+        # Few distinct palette values make distance ties (ties go by index) and entries of one colour.
+        values = rng.integers(0, 256, (k, channels)) if k % 5 else rng.choice([0, 128, 255], (k, channels))
+        y, x = np.mgrid[0:height, 0:width]
+        kind = (k // 8) % 4
+        if kind == 0:
+            labels = np.full((height, width), k - 1)
+        elif kind == 1:
+            labels = rng.integers(0, k, (height, width))
+        elif kind == 2:
+            labels = rng.integers(0, k, (height // 3 + 1, width // 3 + 1))[y // 3, x // 3]
+        else:
+            labels = (x + 2 * y) % k
+        out.append((values.astype(np.uint8), labels))
+    for k, channels in [(16, 3), (256, 4), (40, 1), (2, 3), (3, 4)]:
+        out.append(photo_image(rng, k, channels, 48, 64))
+    y, x = np.mgrid[0:80, 0:96]
+    graphic = np.where((x // 24 + y // 20) % 3 == 0, 7, np.where(x > y, 2, 0))  # flat areas: choice tables halve
+    out.append((rng.integers(0, 256, (9, 3)).astype(np.uint8), graphic))
+    out.append((rng.integers(0, 256, (256, 3)).astype(np.uint8), rng.integers(0, 256, (64, 64))))  # escape tables halve
+    out += [(palette, labels) for palette, labels in generated_images(40) if len(palette) <= 256]
+    return out
+
+
+def test_js_decodes_method3_streams(tmp_path):
+    """Streams of raster_ref, the Python model of §11.15, decode in JS to the labels they were made from."""
+    batch = Batch(tmp_path)
+    images = raster_images()
+    assert {len(palette) for palette, _ in images} >= set(range(1, 257)) and {palette.shape[1] for palette, _ in images} == {1, 3, 4}
+    for i, (palette, labels) in enumerate(images):
+        height, width = labels.shape
+        batch.expect_labels(f"method 3 image {i}: {width}x{height} C={palette.shape[1]} K={len(palette)}", method3_file(palette, labels), labels)
+    batch.run()
+
+
+def raster_base_files() -> list[bytes]:
+    """Valid method-3 files (rule 6 holds with a byte more): photos of K = 16, 256 and 5, and a graphic.
+    The K = 256 photo is grey: raster_ref finds the nearest entry of every new mean colour in Python,
+    and damaged streams of K = 256 meet many (grey has only 256)."""
+    rng = np.random.default_rng(23)
+    images = [photo_image(rng, k, channels, 48, 64) for k, channels in [(16, 3), (256, 1), (5, 3)]]
+    y, x = np.mgrid[0:40, 0:64]
+    images.append((rng.integers(0, 256, (12, 3)).astype(np.uint8), np.where(rng.random((40, 64)) < 0.03, 11, (x // 8 + y // 8) % 3)))
+    out = [method3_file(palette, labels) for palette, labels in images]
+    assert all(rule6_holds(data, 1) and not isinstance(python_outcome(data), str) for data in out)
+    return out
+
+
+def with_stream(data: bytes, change) -> bytes:
+    """A copy of a coding-1 file with its label stream replaced by change(stream), the CRC-32 repaired."""
+    at = 24 + data[5] * struct.unpack_from("<I", data, 16)[0]
+    body = data[:at] + change(data[at:-4])
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def raster_fault(data: bytes) -> raster_ref.Fault | None:
+    """How raster_ref rejects a method-3 file's R (None: it decodes)."""
+    at = 24 + data[5] * struct.unpack_from("<I", data, 16)[0]
+    width, height, k = struct.unpack_from("<III", data, 8)
+    try:
+        raster_ref.decode(data[at + 1 : -4], width, height, np.frombuffer(data[24:at], np.uint8).reshape(k, data[5]))
+    except raster_ref.Fault as fault:
+        return fault
+    return None
+
+
+def set_r(at: int, raw: bytes):
+    """A change to a method-3 stream: bytes of R from `at` replaced by `raw`."""
+    return lambda stream: stream[: 1 + at] + raw + stream[1 + at + len(raw) :]
+
+
+def value_past_total(data: bytes) -> bytes | None:
+    """A copy whose R has 4 bytes 0xff from the middle on, where that makes v ≥ T at a pixel past (0, 0)
+    (rare for random damage), found by trying the next 40 positions; None when none does."""
+    length = len(data) - 4 - (25 + data[5] * struct.unpack_from("<I", data, 16)[0])
+    for at in range(length // 2, length // 2 + 40):
+        bad = with_stream(data, set_r(at, b"\xff" * 4))
+        fault = raster_fault(bad)
+        if fault is not None and fault.kind == "value" and fault.pixel > 0:
+            return bad
+    return None
+
+
+def raster_cases(data: bytes) -> list[tuple[str, int, bytes]]:
+    """Copies of a valid method-3 file with R broken as §11.15 names, and the rule of §7 for each."""
+    last = len(data) - 4 - (26 + data[5] * struct.unpack_from("<I", data, 16)[0])  # R's last byte
+    return [
+        ("byte 0 of R is 1", 10, with_stream(data, set_r(0, b"\x01"))),
+        ("byte 0 of R is 0x80", 10, with_stream(data, set_r(0, b"\x80"))),
+        ("code starts at 2^32 − 1: v ≥ T at pixel (0, 0)", 10, with_stream(data, set_r(1, b"\xff" * 4))),
+        ("R cut by one byte", 12, with_stream(data, lambda stream: stream[:-1])),
+        ("R cut to 25 bytes, the least rule 6 allows", 12, with_stream(data, lambda stream: stream[:26])),
+        ("a zero byte appended", 12, with_stream(data, lambda stream: stream + b"\0")),
+        ("0xff appended", 12, with_stream(data, lambda stream: stream + b"\xff")),
+        ("R's last byte + 1: code is not 0 at the end", 12, with_stream(data, set_r(last, bytes([(data[-5] + 1) & 0xFF])))),
+    ]
+
+
+def test_js_and_python_reject_broken_method3_streams_at_the_same_rule(tmp_path):
+    batch = Batch(tmp_path)
+    disagreements = []
+    palette, labels = photo_image(np.random.default_rng(4), 300, 3, 48, 64)
+    wide = method2_file(palette, labels)
+    cases = [("K = 300 with method 3", 10, with_stream(wide, lambda stream: b"\x03" + stream[1:]))]
+    values = 0
+    for i, data in enumerate(raster_base_files()):
+        cases += [(f"file {i}: {name}", rule, bad) for name, rule, bad in raster_cases(data)]
+        assert raster_fault(cases[-1][2]).kind == "code"
+        if (bad := value_past_total(data)) is not None:
+            cases.append((f"file {i}: 4 bytes 0xff in R, v ≥ T", 10, bad))
+            values += 1
+    assert values >= 1
+    for name, rule, bad in cases:
+        got = python_outcome(bad)
+        if got != RULES[rule]:
+            disagreements.append(f"{name}: kmcodec gives {got if isinstance(got, str) else 'labels'}, spec rule {rule} is {RULES[rule]}")
+        batch.expect_rule(name, bad, rule)
+    batch.run()
+    assert not disagreements, "\n".join(disagreements)
+
+
+def test_js_agrees_with_python_on_randomly_damaged_method3_streams(tmp_path):
+    """Bytes of R changed at random (CRC repaired): both decoders give the same labels or fail the same rule,
+    and the damage meets the common failures of §11.15 (raster_ref tells which; the rare ones have cases of their own)."""
+    rng = random.Random(17)
+    batch = Batch(tmp_path)
+    names = {v: k for k, v in RULES.items()}
+    kinds = set()
+    for i, data in enumerate(raster_base_files()):
+        at = 24 + data[5] * struct.unpack_from("<I", data, 16)[0]
+        width, height, k = struct.unpack_from("<III", data, 8)
+        palette = np.frombuffer(data[24:at], np.uint8).reshape(k, data[5])
+        for j in range(40):
+            bad = bytearray(data[:-4])
+            for _ in range(rng.choice([1, 1, 2])):
+                bad[rng.randrange(at + 2, len(bad))] ^= rng.randrange(1, 256)
+            if j % 2 == 0:  # a run of 0xff to the end drives code towards range: v ≥ T
+                cut = rng.randrange(at + 6, len(bad))
+                bad[cut:] = b"\xff" * (len(bad) - cut)
+            try:
+                raster_ref.decode(bytes(bad[at + 1 :]), width, height, palette)
+            except raster_ref.Fault as fault:
+                kinds.add(fault.kind)
+            bad = bytes(bad) + struct.pack("<I", zlib.crc32(bad))
+            got = python_outcome(bad)
+            if isinstance(got, str):
+                batch.expect_rule(f"file {i} damage {j}: kmcodec says {got}", bad, names[got])
+            else:
+                batch.expect_labels(f"file {i} damage {j}: kmcodec decodes it", bad, got)
+    assert kinds >= {"rank", "past_end", "left_over"}, kinds
+    batch.run()
+
+
+def glyph_images() -> list[tuple[np.ndarray, np.ndarray]]:
+    """Text-like label maps: a few 5x7 glyphs (ink on a background) repeated in random order along rows,
+    one pixel apart, so repeated neighbourhoods fill §11.15's history tables and both predictions count."""
+    rng = np.random.default_rng(29)
+    out = []
+    for k, channels, glyphs, rows, columns in [(2, 1, 3, 4, 12), (4, 3, 5, 6, 10), (9, 4, 4, 3, 16), (200, 3, 6, 5, 8)]:
+        shapes = rng.random((glyphs, 7, 5)) < 0.45
+        inks = rng.integers(1, k, glyphs)  # each glyph in a colour of its own; background 0
+        labels = np.zeros((rows * 9, columns * 6), np.uint8)
+        for row in range(rows):
+            for column in range(columns):
+                g = rng.integers(glyphs)
+                labels[row * 9 + 1 : row * 9 + 8, column * 6 : column * 6 + 5] = np.where(shapes[g], inks[g], 0)
+        out.append((rng.integers(0, 256, (k, channels)).astype(np.uint8), labels))
+    # A noisy tile repeated, a tenth of its pixels changed: 4 neighbour candidates and 2 appended, m = 6.
+    labels = tiled_labels(rng, 12, (6, 7), (8, 8))
+    noise = rng.random(labels.shape) < 0.1
+    labels[noise] = rng.integers(0, 12, noise.sum())
+    out.append((rng.integers(0, 256, (12, 3)).astype(np.uint8), labels))
+    return out
+
+
+def raster_contexts(palette: np.ndarray, labels: np.ndarray) -> list[int]:
+    """The context t of §11.15 of every pixel, in raster order, from raster_ref's model."""
+    height, width = labels.shape
+    flat = labels.ravel().tolist()
+    model = raster_ref.Model(palette)
+    contexts = []
+    for y in range(height):
+        for x in range(width):
+            _, t, _, (long_slot, short_slot) = raster_ref.pixel_context(flat, width, x, y, model)
+            contexts.append(t)
+            model.long[long_slot] = model.short[short_slot] = flat[y * width + x] + 1  # step 4
+    return contexts
+
+
+def test_js_decodes_method3_streams_that_use_both_predictions(tmp_path):
+    """Repeated glyphs and tiles: every m, a₁ and a₂ of §11.15 occurs (P₁ appended: a₁ = 5; P₂: a₂ = 6),
+    JS finds raster_ref's context t at every pixel, and decodes the streams."""
+    batch = Batch(tmp_path)
+    places = set()
+    for i, (palette, labels) in enumerate(glyph_images()):
+        contexts = raster_contexts(palette, labels)
+        places |= {(t >> 12 & 7, t >> 15 & 7, t >> 18) for t in contexts}
+        height, width = labels.shape
+        batch.expect_contexts(f"glyphs {i}: {width}x{height} K={len(palette)}, contexts", labels, contexts)
+        batch.expect_labels(f"glyphs {i}: {width}x{height} K={len(palette)}", method3_file(palette, labels), labels)
+    assert [sorted({place[j] for place in places}) for j in range(3)] == [list(range(7)), list(range(6)), list(range(7))], places
     batch.run()

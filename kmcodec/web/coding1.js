@@ -14,6 +14,10 @@
 // A stream whose method byte is 1 is one Zstandard frame instead (§11.11):
 // decodeZstdLabels walks its headers (steps 1–3), then fzstd decompresses it,
 // patched to reject what RFC 8878 calls corrupt (vendor/README.md); any exception it throws is rule 10.
+// A stream whose method byte is 3 (§11.15, K ≤ 256) is decoded by decodeRasterLabels: every pixel in
+// raster order, its candidates from 4 neighbours and two hashed history tables, its context from 6
+// neighbours and where the predictions went, a choice or an escape rank from adaptive tables, every
+// symbol from one range decoder; escape ranks count from the entry nearest the neighbours' mean colour.
 // A rejection throws a KmqStreamError carrying the rule number of §7 (10–13)
 // and the class name the spec gives it.
 //
@@ -48,6 +52,7 @@ function fail(rule, message) {
 const METHOD = 0;
 const ZSTD_METHOD = 1; // §11.11
 const PACKED_METHOD = 2; // §11.13
+const RASTER_METHOD = 3; // §11.15
 const PRESENCE_BYTES = 13;
 const TABLES_AT = 22;
 // §11.6: contexts, alphabets and the frequency scale.
@@ -84,6 +89,7 @@ const NEAREST_MAX_K = 256;
 export function decodeCodedLabels(bytes, streamOffset, streamLength, { width, height, k, channels, palette }) {
   const stream = { bytes, base: streamOffset, end: streamOffset + streamLength };
   if (streamLength > 0 && bytes[streamOffset] === ZSTD_METHOD) return decodeZstdLabels(stream, width, height, k);
+  if (streamLength > 0 && bytes[streamOffset] === RASTER_METHOD) return decodeRasterLabels(stream, { width, height, k, channels, palette });
   const head = readHead(stream); // §11.9 step 1
   const tables = readTables(stream, head.presence, head.method);
   const parts = splitParts(stream, head, tables.end);
@@ -114,13 +120,13 @@ function need(stream, pos, size, what) {
   }
 }
 
-/** §11.1: method (0 or 2 here; 1 went to decodeZstdLabels), lanes, first label, extra bytes and presence bits, checked as rule 10 says. */
+/** §11.1: method (0 or 2 here; 1 and 3 went to decodeZstdLabels and decodeRasterLabels), lanes, first label, extra bytes and presence bits, checked as rule 10 says. */
 function readHead(stream) {
   const { bytes, base } = stream;
   need(stream, base, TABLES_AT, "the fixed fields");
   const method = bytes[base];
   if (method !== METHOD && method !== PACKED_METHOD) {
-    fail(10, `${where(stream, base)}: method is ${method}, only ${METHOD}, ${ZSTD_METHOD} and ${PACKED_METHOD} are defined`);
+    fail(10, `${where(stream, base)}: method is ${method}, only ${METHOD}, ${ZSTD_METHOD}, ${PACKED_METHOD} and ${RASTER_METHOD} are defined`);
   }
   const lanes = bytes[base + 1] | (bytes[base + 2] << 8);
   if (lanes === 0) fail(10, `${where(stream, base + 1)}: lanes is 0, must be 1 … 65535`);
@@ -457,7 +463,8 @@ function* passes(width, height) {
 
 // ---------------------------------------------------------------- §11.3 candidates
 
-const CAND = new Int32Array(4); // the candidates of the last pixel asked, most held first
+const CAND = new Int32Array(6); // the candidates of the last pixel asked, most held first (§11.15 appends 2)
+export const CANDIDATES = CAND; // read-only outside, for the spec's examples
 
 /** §11.3: fill CAND with the candidates of pixel (x, y) of a pass with step d, and return its pattern (0 … 10). */
 function candidates(labels, width, height, x, y, d, diagonal) {
@@ -547,8 +554,7 @@ class PassContext {
     Object.assign(this, { labels, width, height, k, channels, palette, rans, extra });
     // §11.13: method 2 counts K ≤ 256 escape ranks from the entry nearest the neighbours' mean colour.
     this.fromMean = fromMean && k <= NEAREST_MAX_K;
-    this.refKeys = null; // a direct-mapped cache of that entry by mean colour, made at the first use
-    this.refs = null;
+    Object.assign(this, paletteOrders(k, channels, palette));
     // The pass's choosing pixels: pixel index, unanimous pixels before it, pattern | first candidate << 4.
     this.choosingAt = new Uint32Array(1024);
     this.choosingAfter = new Uint32Array(1024);
@@ -557,8 +563,6 @@ class PassContext {
     this.escapes = new Uint32Array(1024); // pixel index of each escaping pixel, raster order
     this.tokens = new Uint8Array(1024);
     this.values = new Float64Array(1024);
-    this.nearest = new Array(k <= NEAREST_MAX_K ? k : 0).fill(null); // §11.5 distance orders, by ref
-    this.roots = new Array(this.nearest.length).fill(null); // and each entry's distance from ref, not squared
   }
 }
 
@@ -718,20 +722,38 @@ function escapeLabel(ctx, r, pattern, pass, x, y) {
   if (r >= k - m) fail(13, `${pixel()}: escape rank ${r} is not below K − m = ${k - m}`);
   // §11.13: a unanimous pixel's mean is its candidate's colour, whose order is its candidate's (ties by index alike).
   const ref = ctx.fromMean && m > 1 ? nearestToMean(ctx, pattern) : CAND[0];
-  const order = nearestOrder(ctx, ref);
-  let rank = 0;
-  for (let i = 0; i < k; i++) {
-    const label = order[i];
-    let candidate = false;
-    for (let j = 0; j < m; j++) if (CAND[j] === label) candidate = true;
-    if (candidate) continue;
-    if (rank === r) return label;
-    rank++;
-  }
-  throw new Error("unreachable: r < K − m names a remaining entry");
+  return remainingEntry(ctx, ref, m, r);
 }
 
-/** §11.5: all K palette entries by squared distance to entry ref, ties by index (computed once per ref, with ctx.roots[ref]). */
+const CAND_POSITIONS = new Int32Array(6); // where the candidates stand in a distance order, ascending
+
+/** §11.5: the entry at position r of ref's distance order once the m candidates in CAND are removed (r < K − m, checked). */
+function remainingEntry(ctx, ref, m, r) {
+  const order = nearestOrder(ctx, ref);
+  const position = ctx.positions[ref];
+  for (let j = 0; j < m; j++) {
+    let i = j;
+    for (const at = position[CAND[j]]; i > 0 && CAND_POSITIONS[i - 1] > at; i--) CAND_POSITIONS[i] = CAND_POSITIONS[i - 1];
+    CAND_POSITIONS[i] = position[CAND[j]];
+  }
+  // Position r among the rest is position r plus the candidates at or before it in the whole order.
+  let at = r;
+  for (let j = 0; j < m; j++) if (CAND_POSITIONS[j] <= at) at++;
+  return order[at];
+}
+
+/**
+ * The caches escape ranks need (K ≤ 256): each ref's distance order (§11.5), each entry's place in
+ * it and its distance from ref, not squared, made at a ref's first use; the entry nearest each mean
+ * colour (§11.13), a direct-mapped cache made at the first use.
+ */
+function paletteOrders(k, channels, palette) {
+  const n = k <= NEAREST_MAX_K ? k : 0;
+  // The typed arrays start empty rather than null, so the object keeps one shape for the JIT.
+  return { k, channels, palette, nearest: new Array(n).fill(null), positions: new Array(n).fill(null), roots: new Array(n).fill(null), refKeys: new Float64Array(0), refs: new Int16Array(0) };
+}
+
+/** §11.5: all K palette entries by squared distance to entry ref, ties by index (once per ref, with ctx.positions[ref] and ctx.roots[ref]). */
 function nearestOrder(ctx, ref) {
   if (ctx.nearest[ref] !== null) return ctx.nearest[ref];
   const { k, channels, palette } = ctx;
@@ -746,12 +768,15 @@ function nearestOrder(ctx, ref) {
   }
   keys.sort();
   const order = new Uint8Array(k);
+  const position = new Uint8Array(k);
   const roots = new Float64Array(k);
   for (let i = 0; i < k; i++) {
     order[i] = keys[i] % NEAREST_MAX_K;
+    position[order[i]] = i;
     roots[i] = Math.sqrt(Math.floor(keys[i] / NEAREST_MAX_K));
   }
   ctx.nearest[ref] = order;
+  ctx.positions[ref] = position;
   ctx.roots[ref] = roots;
   return order;
 }
@@ -762,31 +787,40 @@ const MEAN = new Int32Array(4); // the mean colour of the last pixel asked
 /**
  * §11.13: the palette entry nearest the rounded mean colour of the pixel's present
  * neighbours (every one counts, so a candidate held by 3 counts 3 times); ties to
- * the lower index. Memoised per mean colour in a direct-mapped cache of 2^16 slots:
- * bounded, where a Map of every RGBA mean met could outgrow memory (and V8's 2^24 entries).
+ * the lower index.
  */
 function nearestToMean(ctx, pattern) {
-  const { channels, palette, k } = ctx;
+  const { channels, palette } = ctx;
   const present = PATTERN_PRESENT[pattern];
   const counts = pattern * 4;
-  let key = 0;
   for (let c = 0; c < channels; c++) {
     let sum = 0;
     for (let j = 0; j < 4 && PATTERN_COUNTS[counts + j] > 0; j++) sum += PATTERN_COUNTS[counts + j] * palette[CAND[j] * channels + c];
     MEAN[c] = Math.floor((2 * sum + present) / (2 * present)); // 0 … 255
-    key = key * 256 + MEAN[c];
   }
-  if (ctx.refs === null) {
+  return entryNearestMean(ctx, CAND[0]);
+}
+
+/**
+ * §11.13: the palette entry nearest the colour in MEAN, ties to the lower index, searched from
+ * entry `anchor` outwards (any entry gives the right answer; one near the mean gives it soonest).
+ * Memoised per mean colour in a direct-mapped cache of 2^16 slots: bounded, where a Map of
+ * every RGBA mean met could outgrow memory (and V8's 2^24 entries).
+ */
+function entryNearestMean(ctx, anchor) {
+  const { channels, palette, k } = ctx;
+  let key = 0;
+  for (let c = 0; c < channels; c++) key = key * 256 + MEAN[c];
+  if (ctx.refs.length === 0) {
     ctx.refKeys = new Float64Array(1 << REF_CACHE_BITS); // a mean colour, one byte a channel
     ctx.refs = new Int16Array(1 << REF_CACHE_BITS).fill(-1);
   }
   const slot = Math.imul(key | 0, 0x9e3779b1) >>> (32 - REF_CACHE_BITS);
   if (ctx.refs[slot] >= 0 && ctx.refKeys[slot] === key) return ctx.refs[slot];
-  // Walk the entries nearest candidate 0 first: by the triangle inequality an entry e is at least
-  // |e − candidate 0| − |mean − candidate 0| from the mean, so once that passes the best distance
+  // Walk the entries nearest the anchor first: by the triangle inequality an entry e is at least
+  // |e − anchor| − |mean − anchor| from the mean, so once that passes the best distance
   // found (with a margin for rounding) no later entry can reach or tie it. The mean usually lies
   // near its candidates, so only a few entries are measured.
-  const anchor = CAND[0];
   const order = nearestOrder(ctx, anchor);
   const roots = ctx.roots[anchor];
   let reach = 0;
@@ -875,4 +909,305 @@ function decodeZstdLabels(stream, width, height, k) {
     if (labels[i] >= k) fail(13, `${where(stream, base + 1)}: label ${labels[i]} of pixel ${i} is not below K = ${k}`);
   }
   return labels;
+}
+
+// ---------------------------------------------------------------- §11.15 method 3: raster order, adaptive counts, a range coder
+
+// §11.15: an adaptive table starts every frequency here, adds a step after each decode, and halves above the limit.
+const ADAPT_START = 16;
+const ADAPT_STEP = 24;
+const ADAPT_LIMIT = 8192;
+// §11.15: a context is 21 bits, m in bits 12 … 14, a₁ in 15 … 17, a₂ in 18 … 20; one escape table per m = 0 … 6.
+const RASTER_CONTEXT_BITS = 21;
+const M_SHIFT = 12;
+const A1_SHIFT = 15;
+const A2_SHIFT = 18;
+const FIELD_MASK = 7; // m, a₁ and a₂ are 3 bits each
+const P1_APPENDED = 5; // a₁ when P₁ was appended
+const P2_APPENDED = 6; // a₂ when P₂ was appended
+const ESCAPE_TABLES = 7;
+// A choice table of m + 1 ≤ 7 symbols takes 8 places of the pool, its total in the last.
+const CHOICE_STRIDE = 8;
+const CHOICE_TOTAL = 7;
+// §11.15: ranks below this are their own token.
+const DIRECT_RANKS = 8;
+// §11.15: the range decoder takes in a byte whenever range falls below this.
+const RANGE_FLOOR = 2 ** 24;
+// §11.15 "Two predictions": tables of 2^20 slots; a slot is FNV-1a over label + 1 of a list of pixels, folded.
+const SLOT_BITS = 20;
+const SLOT_MASK = (1 << SLOT_BITS) - 1;
+const FNV_OFFSET = 2166136261;
+const FNV_PRIME = 16777619;
+const FOLD_SHIFT = 15;
+// The long list as (dx, dy), in the spec's order; the short list is its first SHORT_LIST.
+const LONG_DX = Int32Array.of(-1, 0, -1, 1, -2, 0, 1, -1, -3, 2);
+const LONG_DY = Int32Array.of(0, -1, -1, -1, 0, -2, -2, -2, 0, -1);
+const SHORT_LIST = 3;
+
+/** §11.15: the labels of a method-3 stream, every pixel in raster order, then the end checks. */
+function decodeRasterLabels(stream, { width, height, k, channels, palette }) {
+  if (k > NEAREST_MAX_K) {
+    fail(10, `${where(stream, stream.base)}: method 3 is defined only for K ≤ ${NEAREST_MAX_K}, the header has K = ${k}`);
+  }
+  const coder = new RangeDecoder(stream, width);
+  const labels = new Uint8Array(width * height);
+  const history = new HistoryTables();
+  const model = new RasterModel(k);
+  const orders = paletteOrders(k, channels, palette);
+  for (let y = 0, i = 0; y < height; y++) {
+    for (let x = 0; x < width; x++, i++) {
+      coder.pixel = i;
+      const t = rasterContext(labels, width, x, y, history);
+      const m = (t >>> M_SHIFT) & FIELD_MASK;
+      let label = -1;
+      if (m > 0) {
+        // Step 1: a choice from the context's table, made when the context is first met.
+        const at = model.choiceTable(t, m + 1);
+        const s = coder.adaptive(model.choices, at, m + 1, model.choices, at + CHOICE_TOTAL);
+        if (s < m) label = CAND[s];
+      }
+      if (label < 0) label = rasterEscape(coder, model, orders, labels, width, x, y, t); // steps 2 and 3
+      labels[i] = label;
+      history.remember(label); // step 4
+    }
+  }
+  coder.finish();
+  return labels;
+}
+
+/**
+ * §11.15: the context t of pixel (x, y) from the labels decoded before it and the history tables
+ * (m in bits 12 … 14), with its m candidates in CAND and its slots found in `history`.
+ * Exported for the spec's examples.
+ */
+export function rasterContext(labels, width, x, y, history) {
+  const i = y * width + x;
+  // An absent neighbour is −1 here, so two absent neighbours agree and never agree with a present one.
+  const w = x > 0 ? labels[i - 1] : -1;
+  const n = y > 0 ? labels[i - width] : -1;
+  const ne = y > 0 && x + 1 < width ? labels[i - width + 1] : -1;
+  const nw = y > 0 && x > 0 ? labels[i - width - 1] : -1;
+  const ww = x > 1 ? labels[i - 2] : -1;
+  const nn = y > 1 ? labels[i - 2 * width] : -1;
+  const t =
+    (w === n) | ((w === ne) << 1) | ((w === nw) << 2) | ((n === ne) << 3) | ((n === nw) << 4) | ((ne === nw) << 5) |
+    ((w < 0) << 6) | ((n < 0) << 7) | ((ne < 0) << 8) | ((nw < 0) << 9) |
+    ((ww === w) << 10) | ((nn === n) << 11);
+  // The neighbour candidates: §11.3 ranks with the absent neighbours unlike each other and unlike any label.
+  let m = x === 0 && y === 0 ? 0 : PATTERN_M[rankCandidates(w, n < 0 ? -2 : n, ne < 0 ? -3 : ne, nw < 0 ? -4 : nw)];
+  history.find(labels, width, x, y);
+  const p1 = history.long[history.longSlot] - 1; // −1: missing
+  const p2 = history.short[history.shortSlot] - 1;
+  let a1 = 0;
+  let a2 = 0;
+  if (p1 >= 0) {
+    a1 = candidateIndex(p1, m) + 1;
+    if (a1 === 0) {
+      CAND[m++] = p1;
+      a1 = P1_APPENDED;
+    }
+  }
+  if (p2 >= 0) {
+    a2 = candidateIndex(p2, m) + 1;
+    if (a2 === 0) {
+      CAND[m++] = p2;
+      a2 = P2_APPENDED;
+    }
+  }
+  return t | (m << M_SHIFT) | (a1 << A1_SHIFT) | (a2 << A2_SHIFT);
+}
+
+/** Where `label` stands among the first m candidates in CAND, or −1. */
+function candidateIndex(label, m) {
+  for (let j = 0; j < m; j++) if (CAND[j] === label) return j;
+  return -1;
+}
+
+/** §11.15 steps 2 and 3: an escaping pixel's token, extra bits and rank r (< K − m, rule 13), and the label r names. */
+function rasterEscape(coder, model, orders, labels, width, x, y, t) {
+  const m = (t >>> M_SHIFT) & FIELD_MASK;
+  const token = coder.adaptive(model.escapes, m * model.symbols, model.symbols, model.escapeTotals, m);
+  let r = token;
+  if (token >= DIRECT_RANKS) {
+    const g = 3 + ((token - DIRECT_RANKS) >> 1);
+    r = (1 << g) | (((token - DIRECT_RANKS) & 1) << (g - 1));
+    let extra = 0;
+    for (let b = 0; b < g - 1; b++) extra = (extra << 1) | coder.bit();
+    r += extra;
+  }
+  const { k } = orders;
+  if (r >= k - m) fail(13, `pixel (${x}, ${y}): escape rank ${r} is not below K − m = ${k - m}`);
+  // Step 3: ref from the neighbours' mean colour (§11.13); pixel (0, 0) has no neighbour, and ref = 0.
+  const ref = x === 0 && y === 0 ? 0 : nearestToNeighbourMean(orders, labels, width, x, y);
+  return remainingEntry(orders, ref, m, r);
+}
+
+/** §11.13 with §11.15's neighbours: the entry nearest the rounded mean colour of the present W, N, NE and NW. */
+function nearestToNeighbourMean(orders, labels, width, x, y) {
+  const { channels, palette } = orders;
+  const i = y * width + x;
+  let q = 0;
+  if (x > 0) NEIGHBOURS[q++] = labels[i - 1];
+  if (y > 0) {
+    NEIGHBOURS[q++] = labels[i - width];
+    if (x + 1 < width) NEIGHBOURS[q++] = labels[i - width + 1];
+    if (x > 0) NEIGHBOURS[q++] = labels[i - width - 1];
+  }
+  for (let c = 0; c < channels; c++) {
+    let sum = 0;
+    for (let j = 0; j < q; j++) sum += palette[NEIGHBOURS[j] * channels + c];
+    MEAN[c] = Math.floor((2 * sum + q) / (2 * q));
+  }
+  return entryNearestMean(orders, CAND[0]);
+}
+
+const NEIGHBOURS = new Int32Array(4); // the present W, N, NE, NW labels of the last escape asked
+
+/** §11.15 "Tokens": the token of rank r. */
+function rankToken(r) {
+  if (r < DIRECT_RANKS) return r;
+  const g = 31 - Math.clz32(r);
+  return DIRECT_RANKS + 2 * (g - 3) + ((r >> (g - 1)) & 1);
+}
+
+/** §11.15 "Two predictions": the long and the short history table, label + 1 in each slot (0: empty). */
+export class HistoryTables {
+  constructor() {
+    this.long = new Uint16Array(1 << SLOT_BITS); // label + 1 ≤ 256
+    this.short = new Uint16Array(1 << SLOT_BITS);
+    this.longSlot = 0; // the slots of the last pixel found
+    this.shortSlot = 0;
+  }
+
+  /** The slots of pixel (x, y): FNV-1a over the long list's values (the short list's is the hash after 3). */
+  find(labels, width, x, y) {
+    let h = FNV_OFFSET | 0; // 32-bit arithmetic: Math.imul keeps the low 32 bits
+    let short = h;
+    for (let j = 0; j < LONG_DX.length; j++) {
+      const px = x + LONG_DX[j];
+      const py = y + LONG_DY[j]; // ≤ y: every listed pixel is above or left of (x, y)
+      const c = px >= 0 && px < width && py >= 0 ? labels[py * width + px] + 1 : 0;
+      h = Math.imul(h ^ c, FNV_PRIME);
+      if (j === SHORT_LIST - 1) short = h;
+    }
+    this.longSlot = fold(h);
+    this.shortSlot = fold(short);
+  }
+
+  /** Step 4: the pixel's label into both of the slots found last. */
+  remember(label) {
+    this.long[this.longSlot] = label + 1;
+    this.short[this.shortSlot] = label + 1;
+  }
+}
+
+/** §11.15: a 32-bit hash folded to a slot, (h XOR (h >> 15)) mod 2^20. */
+function fold(h) {
+  return (h ^ (h >>> FOLD_SHIFT)) & SLOT_MASK;
+}
+
+/**
+ * §11.15 "Adaptive tables": the choice tables by context and the escape tables by m, frequencies and totals.
+ * The choice tables of the contexts met sit in one growing pool, found through a dense index of all
+ * 2^21 contexts (8 MB) rather than 2^21 × 7 frequencies set aside (28 MB); a Map from context to
+ * place decoded a 512 × 512 photo no faster.
+ */
+class RasterModel {
+  constructor(k) {
+    this.index = new Int32Array(1 << RASTER_CONTEXT_BITS); // a context's table's place in the pool + 1; 0: not met yet
+    this.choices = new Uint16Array(CHOICE_STRIDE * 1024); // f ≤ T ≤ 8192 + 24
+    this.used = 0;
+    this.symbols = 1 + rankToken(k - 1); // Z
+    this.escapes = new Uint16Array(ESCAPE_TABLES * this.symbols).fill(ADAPT_START);
+    this.escapeTotals = new Uint16Array(ESCAPE_TABLES).fill(ADAPT_START * this.symbols);
+  }
+
+  /** Where context t's choice table of n = m + 1 symbols starts in this.choices, set up at its first use. */
+  choiceTable(t, n) {
+    const known = this.index[t];
+    if (known > 0) return known - 1;
+    const at = this.used;
+    this.used += CHOICE_STRIDE;
+    this.choices = grown(this.choices, this.used);
+    this.choices.fill(ADAPT_START, at, at + n);
+    this.choices[at + CHOICE_TOTAL] = ADAPT_START * n;
+    this.index[t] = at + 1;
+    return at;
+  }
+}
+
+/** §11.15 "The range decoder": range and code below 2^32, over the bytes of R from its first. */
+class RangeDecoder {
+  constructor(stream, width) {
+    this.stream = stream;
+    this.bytes = stream.bytes;
+    this.end = stream.end;
+    this.width = width;
+    this.pixel = -1; // the pixel being decoded, for messages
+    this.pos = stream.base + 1; // R starts after the method byte
+    const first = this.next();
+    if (first !== 0) fail(10, `${where(stream, this.pos - 1)}: byte 0 of the range-coded part is ${first}, must be 0`);
+    this.range = 0xffffffff;
+    this.code = 0;
+    for (let j = 0; j < 4; j++) this.code = this.code * 256 + this.next();
+  }
+
+  place() {
+    return this.pixel < 0 ? "starting the range decoder" : `pixel (${this.pixel % this.width}, ${Math.floor(this.pixel / this.width)})`;
+  }
+
+  /** The next byte of R; none left is rule 12. */
+  next() {
+    if (this.pos >= this.end) {
+      fail(12, `${this.place()}: the range decoder needs a byte past the end of the stream (${where(this.stream, this.pos)})`);
+    }
+    return this.bytes[this.pos++];
+  }
+
+  /** A symbol from the adaptive table of n frequencies at freq[at …] with total totals[table]; then the table's update. */
+  adaptive(freq, at, n, totals, table) {
+    let total = totals[table];
+    const q = Math.floor(this.range / total);
+    const v = Math.floor(this.code / q);
+    if (v >= total) fail(10, `${this.place()}: the range decoder's value ${v} is not below the table's total ${total}`);
+    let s = at;
+    let start = 0;
+    while (start + freq[s] <= v) start += freq[s++];
+    this.narrow(q, start, freq[s]);
+    freq[s] += ADAPT_STEP;
+    total += ADAPT_STEP;
+    if (total > ADAPT_LIMIT) {
+      total = 0;
+      for (let j = at; j < at + n; j++) total += freq[j] = (freq[j] + 1) >> 1;
+    }
+    totals[table] = total;
+    return s - at;
+  }
+
+  /** An extra bit: a symbol of the fixed table f(0) = f(1) = 1. */
+  bit() {
+    const q = Math.floor(this.range / 2);
+    const v = Math.floor(this.code / q);
+    if (v >= 2) fail(10, `${this.place()}: the range decoder's value ${v} is not below an extra bit's total 2`);
+    this.narrow(q, v, 1);
+    return v;
+  }
+
+  /** Keep the symbol's part of the range, taking in bytes while range < 2^24. */
+  narrow(q, start, f) {
+    this.code -= q * start;
+    this.range = q * f;
+    while (this.range < RANGE_FLOOR) {
+      this.code = this.code * 256 + this.next();
+      this.range *= 256;
+    }
+  }
+
+  /** §11.15 "End": every byte of R read, and code 0 (both rule 12). */
+  finish() {
+    if (this.pos < this.end) {
+      fail(12, `${where(this.stream, this.pos)}: ${this.end - this.pos} byte(s) of the range-coded part left unread after the last pixel`);
+    }
+    if (this.code !== 0) fail(12, `after the last pixel the range decoder's code is ${this.code}, must be 0`);
+  }
 }

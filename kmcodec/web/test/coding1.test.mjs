@@ -1,6 +1,6 @@
 // node --test kmcodec/web/test/coding1.test.mjs
 //
-// Checks the coding-1 decoder against the worked example of spec §11.10, and,
+// Checks the coding-1 decoder against the worked examples of spec §11.10–§11.16, and,
 // when KMQ_CODING1_MANIFEST names a JSON manifest (written by
 // tests/test_web_coding1.py), against every file in it: valid files decode to
 // the expected labels, malformed ones are rejected at the expected rule.
@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { decodeCodedLabels, KmqStreamError } from "../coding1.js";
+import { CANDIDATES, decodeCodedLabels, HistoryTables, KmqStreamError, rasterContext } from "../coding1.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const SPEC = join(HERE, "..", "..", "..", "spec", "kmq.md");
@@ -69,9 +69,42 @@ test("spec §11.14 method-2 example decodes to the image of §11.10", () => {
   assertLabels(decode(bytes), 32, 32, (x, y) => ((x - 8) ** 2 + (y - 22) ** 2 <= 20 ? 3 : x < 16 ? 0 : y < 20 ? 1 : 2));
 });
 
+test("spec §11.15 context example: pixel (0, 1) of a 2-wide image after labels 5, 7", () => {
+  assert.equal(rasterContext(Uint8Array.of(5, 7, 0, 0), 2, 0, 1, new HistoryTables()), 9796); // both predictions missing
+  assert.deepEqual([...CANDIDATES.subarray(0, 2)], [5, 7]);
+});
+
+/** Spec §11.16's image: §11.10's, with 3 − label on the dots where x mod 6 = 3 and y mod 5 = 2. */
+function method3Example(x, y) {
+  const label = (x - 8) ** 2 + (y - 22) ** 2 <= 20 ? 3 : x < 16 ? 0 : y < 20 ? 1 : 2;
+  return x % 6 === 3 && y % 5 === 2 ? 3 - label : label;
+}
+
+test("spec §11.16 method-3 example decodes to the image it describes", () => {
+  const bytes = specDumps()[6];
+  assert.equal(bytes.length, 100);
+  assert.equal(bytes[36], 3);
+  assertLabels(decode(bytes), 32, 32, method3Example);
+});
+
+test("spec §11.16 contexts: pixel (1, 0) t = 7096, pixel (3, 2) t = 269375, each with the one candidate white", () => {
+  const labels = new Uint8Array(32 * 32);
+  const history = new HistoryTables();
+  const contexts = new Map();
+  for (let y = 0; y < 3; y++) {
+    for (let x = 0; x < 32; x++) {
+      contexts.set(`${x},${y}`, [rasterContext(labels, 32, x, y, history), CANDIDATES[0]]);
+      labels[y * 32 + x] = method3Example(x, y);
+      history.remember(labels[y * 32 + x]); // step 4
+    }
+  }
+  assert.deepEqual(contexts.get("1,0"), [7096, 0]);
+  assert.deepEqual(contexts.get("3,2"), [269375, 0]);
+});
+
 test("a rejection carries the rule number and the spec's class name", () => {
   const bytes = specDumps()[3].slice();
-  bytes[36] = 3; // method (§11.1): 0, 1 and 2 are defined
+  bytes[36] = 4; // method (§11.1): 0, 1, 2 and 3 are defined
   assert.throws(() => decode(bytes), (e) => e instanceof KmqStreamError && e.rule === 10 && e.name === "StreamStructureError" && /method/.test(e.message));
 });
 
@@ -80,11 +113,29 @@ function tolerated(item, e) {
   return Boolean(item.tolerate) && e instanceof KmqStreamError && e.rule === 10 && e.message.includes(item.tolerate);
 }
 
+/** A manifest item's label map walked in raster order as §11.15 does: each pixel's context t against the one listed. */
+function assertContexts(root, item) {
+  const raw = readFileSync(join(root, item.labels));
+  const want = new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength / 2);
+  const rawContexts = readFileSync(join(root, item.contexts));
+  const contexts = new Uint32Array(rawContexts.buffer, rawContexts.byteOffset, rawContexts.byteLength / 4);
+  const labels = new Uint8Array(want.length);
+  const history = new HistoryTables();
+  for (let i = 0; i < want.length; i++) {
+    const [x, y] = [i % item.width, Math.floor(i / item.width)];
+    const t = rasterContext(labels, item.width, x, y, history);
+    if (t !== contexts[i]) assert.fail(`pixel (${x}, ${y}): context ${t}, want ${contexts[i]}`);
+    labels[i] = want[i];
+    history.remember(labels[i]); // step 4
+  }
+}
+
 const manifestPath = process.env.KMQ_CODING1_MANIFEST;
 if (manifestPath) {
   const root = dirname(manifestPath);
   for (const item of JSON.parse(readFileSync(manifestPath, "utf8"))) {
     test(item.name, () => {
+      if (item.contexts) return assertContexts(root, item);
       const bytes = new Uint8Array(readFileSync(join(root, item.file)));
       if (item.rule === null) {
         let labels;
