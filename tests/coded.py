@@ -24,6 +24,13 @@ def method2_file(palette: np.ndarray, labels: np.ndarray) -> bytes | None:
     return method0_file(palette, labels, kmcodec.coding1.METHOD_PACKED)
 
 
+def method1_file(palette: np.ndarray, labels: np.ndarray) -> bytes | None:
+    """A coding-1 file whose label stream is method 1 (spec §11.11), whatever method 3 would give; None when over the bound."""
+    header = container.Header(labels.shape[1], labels.shape[0], palette.shape[0], palette.shape[1], coding=layout.CODING_CODED)
+    stream = kmcodec.zstd_labels.encode_labels(labels, palette.shape[0], beat=header.size.label_bytes)
+    return None if stream is None else container.join(header, palette.tobytes(), stream)
+
+
 def method3_file(palette: np.ndarray, labels: np.ndarray) -> bytes:
     """A coding-1 file whose label stream is method 3 (spec §11.15), R from kmcodec.raster_ref.
 

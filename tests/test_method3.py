@@ -144,7 +144,7 @@ def test_damaged_streams_fail_alike_on_both_paths(monkeypatch):
         pytest.skip("the C module kmcodec._raster is not built")
     data = spec_dump(6)
     rng = np.random.default_rng(3)
-    damaged = [data[:-4][:n] for n in range(63, 90, 3)] + [data[:-4] + b"\x00"]
+    damaged = [data[:-4][:n] for n in range(58, 96, 3)] + [data[:-4] + b"\x00"]
     for _ in range(200):
         body = bytearray(data[:-4])
         body[int(rng.integers(37, len(body)))] ^= 1 << int(rng.integers(8))

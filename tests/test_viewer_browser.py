@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import kmcodec
-from coded import method3_file, stream_method
+from coded import method1_file, method2_file, method3_file, stream_method
 from test_view import kmq_view, serving
 from test_web_decoder import rgba_bytes
 
@@ -58,9 +58,9 @@ def page_state(url: str, profile: Path, *extra: str) -> dict[str, str]:
 def test_viewer_canvas_holds_the_pixels_kmcodec_decodes(name, coding, method, tmp_path):
     path = tmp_path / name
     golden = (ROOT / "fixtures" / "golden" / name).read_bytes()
-    if method == 3:  # method 3 (§11.15) as raster_ref writes it, whether or not kmcodec's encoder would choose it
+    if method is not None:  # this method, whichever kmcodec's encoder would choose
         image = kmcodec.decode(golden)
-        path.write_bytes(method3_file(image.palette, image.labels))
+        path.write_bytes({1: method1_file, 2: method2_file, 3: method3_file}[method](image.palette, image.labels))
     else:
         path.write_bytes(kmcodec.recode(golden, compress=bool(coding)))
     data = path.read_bytes()

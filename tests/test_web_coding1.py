@@ -175,14 +175,16 @@ def coded_files(images) -> list[tuple[bytes, np.ndarray]]:
 
 
 def photo_files() -> list[tuple[bytes, np.ndarray]]:
-    """Photo-like images as kmcodec writes them, method 2 (§11.13): many escapes of choosing pixels, K = 16 and 256, K > 256."""
+    """Photo-like images as kmcodec writes them (method 3, §11.15, or 2), and as method 2 (§11.13): many escapes of choosing pixels, K = 16 and 256, K > 256."""
     rng = np.random.default_rng(2)
     out = []
     for k, channels in [(16, 3), (256, 3), (16, 4), (256, 1), (300, 3), (40, 4)]:
         palette, labels = photo_image(rng, k, channels, 64, 80)
         data = kmcodec.pack(palette, labels, compress=True)
-        assert stream_method(data) == 2
+        assert stream_method(data) in (2, 3)  # method 3 (§11.15) where the C module is built and K <= 256
         out.append((data, labels))
+        if stream_method(data) != 2:
+            out.append((method2_file(palette, labels), labels))
     return out
 
 

