@@ -138,10 +138,10 @@ def pack(palette: np.ndarray, labels: np.ndarray, *, compress: bool = False) -> 
         raise ImageInputError(f"labels must lie in 0..{k - 1}, found {labels.min()}..{labels.max()}")
     header = container.Header(width=labels.shape[1], height=labels.shape[0], k=k, channels=palette.shape[1])
     if compress and header.size.label_bytes > layout.MIN_CODED_BYTES:
-        stream = coding1.encode_labels(labels, palette)
-        raster = raster_coding.encode_labels(labels, palette)
-        if raster is not None and layout.MIN_CODED_BYTES <= len(raster) < len(stream):
-            stream = raster  # method 3 (spec §11.15): small and medium photos and graphics
+        # Method 3 (spec §11.15) where the C module is built and K <= 256, else method 2.
+        stream = raster_coding.encode_labels(labels, palette)
+        if stream is None or len(stream) < layout.MIN_CODED_BYTES:
+            stream = coding1.encode_labels(labels, palette)
         alternative = zstd_labels.encode_labels(labels, k, beat=min(len(stream), header.size.label_bytes))
         if alternative is not None and len(alternative) >= layout.MIN_CODED_BYTES:
             stream = alternative  # method 1 (spec §11.11): text and screenshots

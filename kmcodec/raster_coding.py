@@ -19,10 +19,13 @@ method 3.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from . import raster_ref
-from .errors import KmqError, StreamEndError, StreamStructureError, SymbolRangeError
+from .errors import KmqError, StreamEndError, StreamLengthError, StreamStructureError, SymbolRangeError
 
 try:
     from . import _raster
@@ -31,10 +34,13 @@ except ImportError:  # built without a compiler: read with raster_ref, never wri
 
 METHOD = 3
 MAX_K = 256
-# The encoder tries method 3 up to this many pixels. One core decodes it at about
-# 30-40 ns a pixel, while method 2 spreads over two: above ~4 MP method 3 would
-# make decoding slower than the formats users compare against (bench/README.md).
-MAX_PIXELS = 1 << 22
+# One stripe up to this many pixels; above it S = 2 * ceil(N / STRIPE_PIXELS) stripes,
+# which two or more cores decode at once (spec §9): one core runs this loop at
+# 20-50 ns a pixel, so a 12 MP image on one core would decode slower than method 2.
+SINGLE_MAX = 1 << 22
+STRIPE_PIXELS = 1 << 23
+MAX_STRIPES = 255
+WORKERS = min(4, os.cpu_count() or 1)
 
 
 def available() -> bool:
@@ -42,34 +48,82 @@ def available() -> bool:
     return _raster is not None
 
 
+def stripe_count(width: int, height: int) -> int:
+    """How many stripes the encoder cuts an image into (spec §9)."""
+    n = width * height
+    return 1 if n <= SINGLE_MAX else min(MAX_STRIPES, height, 2 * -(-n // STRIPE_PIXELS))
+
+
+def stripe_rows(height: int, stripes: int) -> list[tuple[int, int]]:
+    """Rows [y0, y1) of each stripe (spec §11.15): floor(i*H/S) up to floor((i+1)*H/S); none is empty."""
+    return [(i * height // stripes, (i + 1) * height // stripes) for i in range(stripes)]
+
+
+def each(work, items: list) -> list:
+    """work(item) for every item, on threads when there are several (the C module releases the GIL)."""
+    if len(items) == 1 or _raster is None:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(min(WORKERS, len(items))) as pool:
+        return list(pool.map(work, items))
+
+
 def encode_labels(labels: np.ndarray, palette: np.ndarray) -> bytes | None:
-    """The method-3 label stream, or None where method 3 is not written (K > 256, too large, no C module)."""
+    """The method-3 label stream, or None where method 3 is not written (K > 256, no C module)."""
     height, width = labels.shape
     k, channels = palette.shape
-    if _raster is None or k > MAX_K or width * height > MAX_PIXELS:
+    if _raster is None or k > MAX_K:
         return None
     flat = np.ascontiguousarray(labels, np.uint8)
-    return bytes([METHOD]) + _raster.encode(flat, width, height, np.ascontiguousarray(palette).tobytes(), k, channels)
+    table = np.ascontiguousarray(palette).tobytes()
+    rows = stripe_rows(height, stripe_count(width, height))
+    parts = each(lambda r: _raster.encode(flat[r[0] : r[1]], width, r[1] - r[0], table, k, channels), rows)
+    lengths = b"".join(len(part).to_bytes(4, "little") for part in parts[:-1])
+    return bytes([METHOD, len(parts)]) + lengths + b"".join(parts)
 
 
 def decode_labels(stream: memoryview, width: int, height: int, palette: np.ndarray, offset: int) -> np.ndarray:
     """Labels (height x width) of a method-3 stream; `offset` is the stream's position in the file, for messages.
 
-    Raises the `KmqError` subclass of spec §7 for the first failure in decoding order.
+    Raises the `KmqError` subclass of spec §7 for the first failure in decoding
+    order: the stripe count and lengths, then the stripes in order (decoded at
+    once on several threads where the C module is built).
     """
     k, channels = palette.shape
     if k > MAX_K:
         raise StreamStructureError(f"bad method at byte {offset}: method 3 needs K <= {MAX_K}, the header says K = {k}")
-    body = stream[1:]
-    if _raster is None:
-        try:
-            return raster_ref.decode(body, width, height, palette)
-        except raster_ref.Fault as fault:
-            raise fault_error(fault.kind, fault.pixel, fault.a, fault.b, width, offset + 1) from None
+    if len(stream) < 2:
+        raise StreamEndError(f"stream ends early at byte {offset + 1}: no stripe count")
+    stripes = stream[1]
+    if not 1 <= stripes <= height:
+        raise StreamStructureError(f"bad stripe count at byte {offset + 1}: {stripes}, must be 1..{min(MAX_STRIPES, height)} (at most H)")
+    start = 2 + 4 * (stripes - 1)
+    if start > len(stream):
+        raise StreamLengthError(
+            f"stream too short for its stripe lengths at byte {offset + 2}: {stripes - 1} lengths need {start - 2} bytes, {len(stream) - 2} are left"
+        )
+    ends = np.cumsum(np.frombuffer(stream, "<u4", stripes - 1, 2), dtype=np.int64) + start
+    if stripes > 1 and ends[-1] > len(stream):
+        raise StreamLengthError(
+            f"stripe lengths too long at byte {offset + 2}: they add up to {int(ends[-1]) - start} bytes, {len(stream) - start} follow them"
+        )
+    bounds = [start] + [int(e) for e in ends] + [len(stream)]
     labels = np.empty((height, width), np.uint8)
-    fault = _raster.decode(body, width, height, np.ascontiguousarray(palette).tobytes(), k, channels, labels)
-    if fault is not None:
-        raise fault_error(*fault, width, offset + 1)
+    table = np.ascontiguousarray(palette).tobytes()
+
+    def stripe(i: int) -> tuple | None:
+        (y0, y1), part = stripe_rows(height, stripes)[i], stream[bounds[i] : bounds[i + 1]]
+        if _raster is not None:
+            return _raster.decode(part, width, y1 - y0, table, k, channels, labels[y0:y1])
+        try:
+            labels[y0:y1] = raster_ref.decode(part, width, y1 - y0, palette)
+        except raster_ref.Fault as fault:
+            return fault.kind, fault.pixel, fault.a, fault.b
+        return None
+
+    for i, fault in enumerate(each(stripe, list(range(stripes)))):  # the first failure in stripe order
+        if fault is not None:
+            kind, pixel, a, b = fault
+            raise fault_error(kind, stripe_rows(height, stripes)[i][0] * width + pixel, a, b, width, offset + bounds[i])
     return labels
 
 
@@ -83,9 +137,9 @@ def fault_error(kind: str, pixel: int, a: int, b: int, width: int, start: int) -
     if kind == "past_end":
         return StreamEndError(f"stream ends early: {at} needs a byte past the {a} range-coded bytes (from byte {start})")
     if kind == "left_over":
-        return StreamEndError(f"stream leaves bytes over: {b - a} of the {b} range-coded bytes are unread after the last pixel")
+        return StreamEndError(f"stream leaves bytes over: {b - a} of the {b} range-coded bytes from byte {start} are unread after the stripe's last pixel")
     if kind == "code":
-        return StreamEndError(f"stream ends in the wrong state: the range decoder's code is {a:#x} after the last pixel, must be 0")
+        return StreamEndError(f"stream ends in the wrong state: the range decoder's code is {a:#x} after the last pixel of the stripe from byte {start}, must be 0")
     if kind == "rank":
         return SymbolRangeError(f"escape rank {a} at {at} is not below K - m = {b}")
     raise ValueError(f"unknown method-3 failure {kind!r}")

@@ -32,14 +32,14 @@ def method1_file(palette: np.ndarray, labels: np.ndarray) -> bytes | None:
 
 
 def method3_file(palette: np.ndarray, labels: np.ndarray) -> bytes:
-    """A coding-1 file whose label stream is method 3 (spec §11.15), R from kmcodec.raster_ref.
+    """A coding-1 file whose label stream is method 3 (spec §11.15) in one stripe, R from kmcodec.raster_ref.
 
     Its length is not checked against rule 6: a tiny image's stream is under 26 bytes and a noisy one's
     may pass the bound. The JS tests call the label-stream decoder, which does not check rule 6;
     `rule6_holds` says whether the whole-file decoders accept the length.
     """
     header = container.Header(labels.shape[1], labels.shape[0], palette.shape[0], palette.shape[1], coding=layout.CODING_CODED)
-    body = header.pack() + palette.tobytes() + bytes([3]) + raster_ref.encode(labels, palette)
+    body = header.pack() + palette.tobytes() + bytes([3, 1]) + raster_ref.encode(labels, palette)  # method 3, one stripe
     return body + zlib.crc32(body).to_bytes(layout.CHECK_SIZE, "little")
 
 

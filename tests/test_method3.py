@@ -52,7 +52,7 @@ def path(request, monkeypatch):
 
 def test_spec_example_decodes_to_its_description(path):
     data = spec_dump(6)
-    assert len(data) == 100 < bound(32, 32, 4, 3) and data[36] == 3
+    assert len(data) == 101 < bound(32, 32, 4, 3) and data[36:38] == b"\x03\x01"
     image = kmcodec.decode(data)
     assert image.labels.tolist() == method3_example_labels().tolist()
     assert (image.palette == EXAMPLE_PALETTE).all()
@@ -60,7 +60,7 @@ def test_spec_example_decodes_to_its_description(path):
 
 def test_spec_example_is_what_the_encoders_write():
     data = spec_dump(6)
-    assert b"\x03" + raster_ref.encode(method3_example_labels().astype(np.uint8), EXAMPLE_PALETTE) == data[36:-4]
+    assert b"\x03\x01" + raster_ref.encode(method3_example_labels().astype(np.uint8), EXAMPLE_PALETTE) == data[36:-4]
     if raster_coding.available():
         assert raster_coding.encode_labels(method3_example_labels(), EXAMPLE_PALETTE) == data[36:-4]
 
@@ -68,7 +68,7 @@ def test_spec_example_is_what_the_encoders_write():
 def test_spec_example_trace():
     """§11.16's steps: code from bytes 38-41, token 0 at pixel (0, 0), the contexts of pixels (1, 0) and (3, 2)."""
     data = spec_dump(6)
-    decoder = raster_ref.RangeDecoder(data[37:-4])
+    decoder = raster_ref.RangeDecoder(data[38:-4])
     assert (decoder.range, decoder.code) == (0xFFFFFFFF, 0x015442E4)
     assert decoder.symbol([16] * 4, 64) == 0 and decoder.range == 0x3FFFFFF0
     assert decoder.symbol([16] * 2, 32) == 0 and decoder.range == 0x1FFFFFF0
@@ -130,12 +130,12 @@ def test_round_trip_every_k(k, channels, width, height, seed, smooth):
         labels = ((x // 3 + y // 4) % k).astype(np.uint8)
     else:
         labels = rng.integers(0, k, (height, width), dtype=np.uint8)
-    stream = b"\x03" + raster_ref.encode(labels, palette)
+    stream = b"\x03\x01" + raster_ref.encode(labels, palette)
     if raster_coding.available():
         assert raster_coding.encode_labels(labels, palette) == stream
     offset = layout.HEADER_SIZE + palette.size
     assert (raster_coding.decode_labels(memoryview(stream), width, height, palette, offset) == labels).all()
-    assert (raster_ref.decode(stream[1:], width, height, palette) == labels).all()
+    assert (raster_ref.decode(stream[2:], width, height, palette) == labels).all()
 
 
 def test_damaged_streams_fail_alike_on_both_paths(monkeypatch):
@@ -144,10 +144,10 @@ def test_damaged_streams_fail_alike_on_both_paths(monkeypatch):
         pytest.skip("the C module kmcodec._raster is not built")
     data = spec_dump(6)
     rng = np.random.default_rng(3)
-    damaged = [data[:-4][:n] for n in range(58, 96, 3)] + [data[:-4] + b"\x00"]
+    damaged = [data[:-4][:n] for n in range(58, 97, 3)] + [data[:-4] + b"\x00"]
     for _ in range(200):
         body = bytearray(data[:-4])
-        body[int(rng.integers(37, len(body)))] ^= 1 << int(rng.integers(8))
+        body[int(rng.integers(38, len(body)))] ^= 1 << int(rng.integers(8))
         damaged.append(bytes(body))
     seen = set()
     for body in damaged:
@@ -168,7 +168,7 @@ def test_method3_needs_k_at_most_256():
     palette = np.zeros((300, 1), np.uint8)
     assert raster_coding.encode_labels(labels, palette) is None
     with pytest.raises(errors.StreamStructureError, match="method 3 needs K <= 256, the header says K = 300"):
-        kmcodec.decode(coded_file(labels, palette, b"\x03" + bytes(40)))
+        kmcodec.decode(coded_file(labels, palette, b"\x03\x01" + bytes(40)))
 
 
 def test_fault_messages_name_the_pixel():
@@ -203,12 +203,44 @@ def test_pack_writes_method3_where_it_is_smallest():
     assert (kmcodec.decode(data).labels == labels).all()
 
 
-@needs_c
-def test_pack_keeps_method2_above_the_pixel_cap(monkeypatch):
+def test_stripe_counts_and_rows():
+    """Spec §9 and §11.15: one stripe up to 2^22 pixels, then 2 * ceil(N / 2^23); rows floor(i*H/S), none empty."""
+    assert raster_coding.stripe_count(2048, 2048) == 1
+    assert raster_coding.stripe_count(4000, 3000) == 4 and raster_coding.stripe_count(2049, 2048) == 2
+    assert raster_coding.stripe_count(10**7, 3) == 3  # never more than H
+    assert raster_coding.stripe_rows(40, 3) == [(0, 13), (13, 26), (26, 40)]
+    assert all(y1 > y0 for y0, y1 in raster_coding.stripe_rows(5, 5))
+
+
+def test_striped_streams_decode_on_both_paths(path, monkeypatch):
+    """Several stripes, each coded alone (rows above a stripe absent): the labels come back, on threads or not."""
     labels, palette = photo_labels(96, 80, 16)
-    monkeypatch.setattr(raster_coding, "MAX_PIXELS", 96 * 80 - 1)
-    data = kmcodec.pack(palette, labels, compress=True)
-    assert data[24 + palette.size] == 2
+    stripes = 3
+    rows = raster_coding.stripe_rows(80, stripes)
+    parts = [raster_ref.encode(labels[y0:y1].astype(np.uint8), palette) for y0, y1 in rows]
+    stream = bytes([3, stripes]) + b"".join(len(p).to_bytes(4, "little") for p in parts[:-1]) + b"".join(parts)
+    assert len(stream) != 2 + len(raster_ref.encode(labels.astype(np.uint8), palette))  # not one stripe in disguise
+    image = kmcodec.decode(coded_file(labels, palette, stream))
+    assert (image.labels == labels).all()
+    if raster_coding.available():
+        monkeypatch.setattr(raster_coding, "SINGLE_MAX", 96 * 80 - 1)
+        monkeypatch.setattr(raster_coding, "STRIPE_PIXELS", 96 * 80 // 3 + 1)  # 2 * ceil(N / that) = 6 stripes
+        written = raster_coding.encode_labels(labels, palette)
+        assert written[1] == 6 and (kmcodec.decode(coded_file(labels, palette, written)).labels == labels).all()
+
+
+def test_a_failure_in_a_later_stripe_names_that_stripe(path):
+    """Stripe 1 of 2 breaks (its R starts with 1): the error gives stripe 1's first byte, after stripe 0 decoded."""
+    labels, palette = photo_labels(96, 80, 16)
+    parts = [raster_ref.encode(labels[y0:y1].astype(np.uint8), palette) for y0, y1 in raster_coding.stripe_rows(80, 2)]
+    stream = bytes([3, 2]) + len(parts[0]).to_bytes(4, "little") + parts[0] + b"\x01" + parts[1][1:]
+    data = coded_file(labels, palette, stream)
+    second = 24 + palette.size + 6 + len(parts[0])
+    with pytest.raises(errors.StreamStructureError, match=f"bad range-coded part at byte {second}: it starts with 0x01"):
+        kmcodec.decode(data)
+    damaged = bytes([3, 2]) + len(parts[0]).to_bytes(4, "little") + parts[0][:-1] + bytes([(parts[0][-1] + 1) & 0xFF]) + parts[1]  # stripe 0's last byte + 1
+    with pytest.raises(errors.StreamEndError, match=f"code is 0x[0-9a-f]+ after the last pixel of the stripe from byte {24 + palette.size + 6}"):
+        kmcodec.decode(coded_file(labels, palette, damaged))
 
 
 def test_pack_without_the_c_module_writes_no_method3(monkeypatch):
@@ -216,3 +248,5 @@ def test_pack_without_the_c_module_writes_no_method3(monkeypatch):
     labels, palette = photo_labels(96, 80, 16)
     assert raster_coding.encode_labels(labels, palette) is None
     assert kmcodec.pack(palette, labels, compress=True)[24 + palette.size] == 2
+    with pytest.raises(errors.StreamLengthError, match="stripe lengths too long"):
+        kmcodec.decode(coded_file(labels, palette, bytes([3, 2]) + (10**6).to_bytes(4, "little") + bytes(40)))

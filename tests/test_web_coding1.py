@@ -793,21 +793,21 @@ def raster_fault(data: bytes) -> raster_ref.Fault | None:
     at = 24 + data[5] * struct.unpack_from("<I", data, 16)[0]
     width, height, k = struct.unpack_from("<III", data, 8)
     try:
-        raster_ref.decode(data[at + 1 : -4], width, height, np.frombuffer(data[24:at], np.uint8).reshape(k, data[5]))
+        raster_ref.decode(data[at + 2 : -4], width, height, np.frombuffer(data[24:at], np.uint8).reshape(k, data[5]))
     except raster_ref.Fault as fault:
         return fault
     return None
 
 
 def set_r(at: int, raw: bytes):
-    """A change to a method-3 stream: bytes of R from `at` replaced by `raw`."""
-    return lambda stream: stream[: 1 + at] + raw + stream[1 + at + len(raw) :]
+    """A change to a one-stripe method-3 stream (method byte, S = 1, R): bytes of R from `at` replaced by `raw`."""
+    return lambda stream: stream[: 2 + at] + raw + stream[2 + at + len(raw) :]
 
 
 def value_past_total(data: bytes) -> bytes | None:
     """A copy whose R has 4 bytes 0xff from the middle on, where that makes v ≥ T at a pixel past (0, 0)
     (rare for random damage), found by trying the next 40 positions; None when none does."""
-    length = len(data) - 4 - (25 + data[5] * struct.unpack_from("<I", data, 16)[0])
+    length = len(data) - 4 - (26 + data[5] * struct.unpack_from("<I", data, 16)[0])
     for at in range(length // 2, length // 2 + 40):
         bad = with_stream(data, set_r(at, b"\xff" * 4))
         fault = raster_fault(bad)
@@ -818,13 +818,13 @@ def value_past_total(data: bytes) -> bytes | None:
 
 def raster_cases(data: bytes) -> list[tuple[str, int, bytes]]:
     """Copies of a valid method-3 file with R broken as §11.15 names, and the rule of §7 for each."""
-    last = len(data) - 4 - (26 + data[5] * struct.unpack_from("<I", data, 16)[0])  # R's last byte
+    last = len(data) - 4 - (27 + data[5] * struct.unpack_from("<I", data, 16)[0])  # R's last byte
     return [
         ("byte 0 of R is 1", 10, with_stream(data, set_r(0, b"\x01"))),
         ("byte 0 of R is 0x80", 10, with_stream(data, set_r(0, b"\x80"))),
         ("code starts at 2^32 − 1: v ≥ T at pixel (0, 0)", 10, with_stream(data, set_r(1, b"\xff" * 4))),
         ("R cut by one byte", 12, with_stream(data, lambda stream: stream[:-1])),
-        ("R cut to 25 bytes, the least rule 6 allows", 12, with_stream(data, lambda stream: stream[:26])),
+        ("R cut to 24 bytes, the least rule 6 allows", 12, with_stream(data, lambda stream: stream[:26])),
         ("a zero byte appended", 12, with_stream(data, lambda stream: stream + b"\0")),
         ("0xff appended", 12, with_stream(data, lambda stream: stream + b"\xff")),
         ("R's last byte + 1: code is not 0 at the end", 12, with_stream(data, set_r(last, bytes([(data[-5] + 1) & 0xFF])))),
@@ -873,7 +873,7 @@ def test_js_agrees_with_python_on_randomly_damaged_method3_streams(tmp_path):
                 cut = rng.randrange(at + 6, len(bad))
                 bad[cut:] = b"\xff" * (len(bad) - cut)
             try:
-                raster_ref.decode(bytes(bad[at + 1 :]), width, height, palette)
+                raster_ref.decode(bytes(bad[at + 2 :]), width, height, palette)
             except raster_ref.Fault as fault:
                 kinds.add(fault.kind)
             bad = bytes(bad) + struct.pack("<I", zlib.crc32(bad))

@@ -949,12 +949,44 @@ function decodeRasterLabels(stream, { width, height, k, channels, palette }) {
   if (k > NEAREST_MAX_K) {
     fail(10, `${where(stream, stream.base)}: method 3 is defined only for K ≤ ${NEAREST_MAX_K}, the header has K = ${k}`);
   }
-  const coder = new RangeDecoder(stream, width);
+  const bytes = stream.bytes;
+  need(stream, stream.base + 1, 1, "the stripe count");
+  const stripes = bytes[stream.base + 1];
+  if (stripes === 0 || stripes > height) {
+    fail(10, `${where(stream, stream.base + 1)}: ${stripes} stripes, must be 1 … ${Math.min(255, height)} (at most H)`);
+  }
+  // The S − 1 lengths, then the parts: both must fit before any stripe is decoded (rule 11).
+  const lengthsAt = stream.base + 2;
+  let start = lengthsAt + 4 * (stripes - 1);
+  if (start > stream.end) {
+    fail(11, `${where(stream, lengthsAt)}: ${stripes - 1} stripe lengths need ${4 * (stripes - 1)} bytes, the stream has ${stream.end - lengthsAt}`);
+  }
+  const ends = [];
+  let total = 0;
+  for (let i = 0; i < stripes - 1; i++) {
+    total += readU32(bytes, lengthsAt + 4 * i);
+    ends.push(start + total);
+  }
+  if (start + total > stream.end) {
+    fail(11, `${where(stream, lengthsAt)}: the stripe lengths add up to ${total} bytes, ${stream.end - start} follow them`);
+  }
+  ends.push(stream.end);
   const labels = new Uint8Array(width * height);
+  const orders = paletteOrders(k, channels, palette);
+  for (let i = 0; i < stripes; i++) {
+    const y0 = Math.floor((i * height) / stripes);
+    const y1 = Math.floor(((i + 1) * height) / stripes);
+    decodeStripe(new RangeDecoder(stream, width, start, ends[i], y0), labels.subarray(y0 * width, y1 * width), width, y1 - y0, k, orders);
+    start = ends[i];
+  }
+  return labels;
+}
+
+/** §11.15: one stripe, decoded as a whole image of `rows` rows into `labels` (its rows of the label map). */
+function decodeStripe(coder, labels, width, rows, k, orders) {
   const history = new HistoryTables();
   const model = new RasterModel(k);
-  const orders = paletteOrders(k, channels, palette);
-  for (let y = 0, i = 0; y < height; y++) {
+  for (let y = 0, i = 0; y < rows; y++) {
     for (let x = 0; x < width; x++, i++) {
       coder.pixel = i;
       const t = rasterContext(labels, width, x, y, history);
@@ -972,7 +1004,6 @@ function decodeRasterLabels(stream, { width, height, k, channels, palette }) {
     }
   }
   coder.finish();
-  return labels;
 }
 
 /**
@@ -1138,13 +1169,14 @@ class RasterModel {
 
 /** §11.15 "The range decoder": range and code below 2^32, over the bytes of R from its first. */
 class RangeDecoder {
-  constructor(stream, width) {
+  constructor(stream, width, start, end, y0) {
     this.stream = stream;
     this.bytes = stream.bytes;
-    this.end = stream.end;
+    this.end = end; // the stripe's part R is bytes start … end − 1
     this.width = width;
-    this.pixel = -1; // the pixel being decoded, for messages
-    this.pos = stream.base + 1; // R starts after the method byte
+    this.y0 = y0; // the stripe's first row, for messages
+    this.pixel = -1; // the pixel of the stripe being decoded, for messages
+    this.pos = start;
     const first = this.next();
     if (first !== 0) fail(10, `${where(stream, this.pos - 1)}: byte 0 of the range-coded part is ${first}, must be 0`);
     this.range = 0xffffffff;
@@ -1153,7 +1185,7 @@ class RangeDecoder {
   }
 
   place() {
-    return this.pixel < 0 ? "starting the range decoder" : `pixel (${this.pixel % this.width}, ${Math.floor(this.pixel / this.width)})`;
+    return this.pixel < 0 ? `starting the range decoder of the stripe from row ${this.y0}` : `pixel (${this.pixel % this.width}, ${this.y0 + Math.floor(this.pixel / this.width)})`;
   }
 
   /** The next byte of R; none left is rule 12. */

@@ -82,8 +82,9 @@ function method3Example(x, y) {
 
 test("spec §11.16 method-3 example decodes to the image it describes", () => {
   const bytes = specDumps()[6];
-  assert.equal(bytes.length, 100);
+  assert.equal(bytes.length, 101);
   assert.equal(bytes[36], 3);
+  assert.equal(bytes[37], 1); // S = 1 stripe
   assertLabels(decode(bytes), 32, 32, method3Example);
 });
 
