@@ -4,7 +4,7 @@
 
      pixels in raster order; for pixel (x, y) the neighbours W, N, NE, NW,
      absent outside the image
-     history     two tables of 2^20 labels (or empty), long and short; a pixel's
+     history     two tables of 2^18 labels (or empty), long and short; a pixel's
                  slot is an FNV-1a hash of the labels + 1 (0 absent) of 10 pixels
                  around it (long) or of the first 3 (short); once the label is
                  known it goes into both slots. P1, P2: the labels in the slots.
@@ -49,7 +49,7 @@
 #define MAX_K 256
 #define MAX_Z 18              /* 1 + token(255) */
 #define MAX_M 6               /* 4 neighbour candidates and 2 predictions */
-#define SLOT_BITS 20          /* history tables: 2^20 entries each */
+#define SLOT_BITS 18          /* history tables: 2^18 entries each (2^20 cost 30% more time at K = 256 in cache misses, for 0.4% in size) */
 #define FNV_BASIS 2166136261u
 #define FNV_PRIME 16777619u
 #define NOT_LABEL (-2)        /* an unused candidate slot: equals no label */

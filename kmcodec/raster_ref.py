@@ -16,7 +16,7 @@ PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))  # (W, N), (W, NE), (W,
 # The pixels whose labels are hashed into the history tables' slots, as (dx, dy); the short list is the first 3.
 LONG = ((-1, 0), (0, -1), (-1, -1), (1, -1), (-2, 0), (0, -2), (1, -2), (-1, -2), (-3, 0), (2, -1))
 SHORT = 3
-SLOT_BITS = 20
+SLOT_BITS = 18
 
 
 class Fault(Exception):

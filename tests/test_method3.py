@@ -90,13 +90,13 @@ def test_spec_context_example():
 
 
 def test_history_slot_hash():
-    """§11.15's hash, written out again: FNV-1a over label + 1 (0 when absent), folded to 20 bits."""
+    """§11.15's hash, written out again: FNV-1a over label + 1 (0 when absent), folded to 18 bits."""
 
     def slot(values):
         h = 2166136261
         for c in values:
             h = ((h ^ c) * 16777619) % 2**32
-        return (h ^ (h >> 15)) % 2**20
+        return (h ^ (h >> 15)) % 2**18
 
     labels = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3, 2, 3, 8, 4]  # 5 x 4
     # pixel (3, 2): the long list's pixels, in the spec's order, inside the image or not

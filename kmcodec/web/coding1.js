@@ -933,8 +933,8 @@ const CHOICE_TOTAL = 7;
 const DIRECT_RANKS = 8;
 // §11.15: the range decoder takes in a byte whenever range falls below this.
 const RANGE_FLOOR = 2 ** 24;
-// §11.15 "Two predictions": tables of 2^20 slots; a slot is FNV-1a over label + 1 of a list of pixels, folded.
-const SLOT_BITS = 20;
+// §11.15 "Two predictions": tables of 2^18 slots; a slot is FNV-1a over label + 1 of a list of pixels, folded.
+const SLOT_BITS = 18;
 const SLOT_MASK = (1 << SLOT_BITS) - 1;
 const FNV_OFFSET = 2166136261;
 const FNV_PRIME = 16777619;
@@ -1132,7 +1132,7 @@ export class HistoryTables {
   }
 }
 
-/** §11.15: a 32-bit hash folded to a slot, (h XOR (h >> 15)) mod 2^20. */
+/** §11.15: a 32-bit hash folded to a slot, (h XOR (h >> 15)) mod 2^18. */
 function fold(h) {
   return (h ^ (h >>> FOLD_SHIFT)) & SLOT_MASK;
 }
