@@ -127,19 +127,21 @@ def decode_labels(stream: memoryview, width: int, height: int, palette: np.ndarr
     return labels
 
 
+# What each failure the decoders report (spec §7 rules 10, 12, 13) says; {at} is the pixel,
+# {start} the file byte where the stripe's part begins.
+FAULTS = {
+    "first_byte": (StreamStructureError, "bad range-coded part at byte {start}: it starts with {a:#04x}, must be 0x00"),
+    "value": (StreamStructureError, "bad range-coded value at {at}: {a} is not below the table's total {b}"),
+    "past_end": (StreamEndError, "stream ends early: {at} needs a byte past the {a} range-coded bytes (from byte {start})"),
+    "left_over": (StreamEndError, "stream leaves bytes over: {left} of the {b} range-coded bytes from byte {start} are unread after the stripe's last pixel"),
+    "code": (StreamEndError, "stream ends in the wrong state: the range decoder's code is {a:#x} after the last pixel of the stripe from byte {start}, must be 0"),
+    "rank": (SymbolRangeError, "escape rank {a} at {at} is not below K - m = {b}"),
+}
+
+
 def fault_error(kind: str, pixel: int, a: int, b: int, width: int, start: int) -> KmqError:
     """The spec §7 error for a failure the decoder met at raster index `pixel`; R starts at file byte `start`."""
-    at = f"pixel ({pixel % width}, {pixel // width})"
-    if kind == "first_byte":
-        return StreamStructureError(f"bad range-coded part at byte {start}: it starts with {a:#04x}, must be 0x00")
-    if kind == "value":
-        return StreamStructureError(f"bad range-coded value at {at}: {a} is not below the table's total {b}")
-    if kind == "past_end":
-        return StreamEndError(f"stream ends early: {at} needs a byte past the {a} range-coded bytes (from byte {start})")
-    if kind == "left_over":
-        return StreamEndError(f"stream leaves bytes over: {b - a} of the {b} range-coded bytes from byte {start} are unread after the stripe's last pixel")
-    if kind == "code":
-        return StreamEndError(f"stream ends in the wrong state: the range decoder's code is {a:#x} after the last pixel of the stripe from byte {start}, must be 0")
-    if kind == "rank":
-        return SymbolRangeError(f"escape rank {a} at {at} is not below K - m = {b}")
-    raise ValueError(f"unknown method-3 failure {kind!r}")
+    if kind not in FAULTS:
+        raise ValueError(f"unknown method-3 failure {kind!r}")
+    error, text = FAULTS[kind]
+    return error(text.format(at=f"pixel ({pixel % width}, {pixel // width})", a=a, b=b, left=b - a, start=start))

@@ -8,6 +8,7 @@ compares the C module with the reference directly.
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 
@@ -238,9 +239,14 @@ def test_a_failure_in_a_later_stripe_names_that_stripe(path):
     second = 24 + palette.size + 6 + len(parts[0])
     with pytest.raises(errors.StreamStructureError, match=f"bad range-coded part at byte {second}: it starts with 0x01"):
         kmcodec.decode(data)
-    damaged = bytes([3, 2]) + len(parts[0]).to_bytes(4, "little") + parts[0][:-1] + bytes([(parts[0][-1] + 1) & 0xFF]) + parts[1]  # stripe 0's last byte + 1
+    damaged = bytes([3, 2]) + len(parts[0]).to_bytes(4, "little") + parts[0][:-1] + bytes([(parts[0][-1] + 1) & 0xFF]) + b"\x01" + parts[1][1:]
+    # stripe 0's last byte + 1, and stripe 1 broken too: stripe 0's failure comes first
     with pytest.raises(errors.StreamEndError, match=f"code is 0x[0-9a-f]+ after the last pixel of the stripe from byte {24 + palette.size + 6}"):
         kmcodec.decode(coded_file(labels, palette, damaged))
+    cut = bytes([3, 2]) + len(parts[0]).to_bytes(4, "little") + parts[0] + parts[1][:-1]  # stripe 1 (rows 40-79) ends early
+    with pytest.raises(errors.StreamEndError, match="stream ends early") as caught:
+        kmcodec.decode(coded_file(labels, palette, cut))
+    assert 40 <= int(re.search(r"pixel \(\d+, (\d+)\)", str(caught.value)).group(1)) < 80  # rows of the whole image
 
 
 def test_pack_without_the_c_module_writes_no_method3(monkeypatch):

@@ -339,15 +339,7 @@ def malformed(data: bytes) -> list[tuple[str, int, bytes]]:
 
 def test_js_and_python_reject_malformed_streams_at_the_same_rule(tmp_path):
     batch = Batch(tmp_path)
-    disagreements = []
-    for i, data in enumerate(base_files()):
-        for name, rule, bad in malformed(data):
-            got = python_outcome(bad)
-            if got != RULES[rule]:
-                disagreements.append(f"file {i}, {name}: kmcodec gives {got if isinstance(got, str) else 'labels'}, spec rule {rule} is {RULES[rule]}")
-            batch.expect_rule(f"file {i}: {name}", bad, rule)
-    batch.run()
-    assert not disagreements, "\n".join(disagreements)
+    check_rules(batch, [(f"file {i}: {name}", rule, bad) for i, data in enumerate(base_files()) for name, rule, bad in malformed(data)])
 
 
 def test_js_passes_the_conformance_suite_for_coding1(tmp_path):
@@ -445,9 +437,13 @@ def test_hand_made_streams_fail_at_the_rule_of_the_first_step_that_fails(tmp_pat
         ("frequencies 5000 + … cut by the stream's end", 12, hand_stream({0: [0] * 4}, [], raw_tables=bytes([4, 0x88, 0x27, 0x81]))[:26]),
         ("a frequency whose second byte continues, at the stream's end", 10, hand_stream({0: [0] * 3}, [], raw_tables=bytes([3, 0x00, 0x80, 0x80]))[:26]),
     ]
+    check_rules(batch, [(name, rule, hand_file(stream)) for name, rule, stream in cases])
+
+
+def check_rules(batch: "Batch", cases: list[tuple[str, int, bytes]]) -> None:
+    """Each (name, rule, file) must fail that rule of §7 in kmcodec and in the JS decoder alike."""
     disagreements = []
-    for name, rule, stream in cases:
-        data = hand_file(stream)
+    for name, rule, data in cases:
         got = python_outcome(data)
         if got != RULES[rule]:
             disagreements.append(f"{name}: kmcodec gives {got if isinstance(got, str) else 'labels'}, spec rule {rule} is {RULES[rule]}")
@@ -460,7 +456,6 @@ def test_js_agrees_with_python_on_randomly_damaged_streams(tmp_path):
     """Bytes of the label stream changed at random (CRC repaired): both decoders accept the same labels or fail the same rule."""
     rng = random.Random(11)
     batch = Batch(tmp_path)
-    names = {v: k for k, v in RULES.items()}
     rng_np = np.random.default_rng(5)
     tiled = [kmcodec.pack(rng_np.integers(0, 256, (k, 3)).astype(np.uint8), tiled_labels(rng_np, k, (5, 9), (12, 8)), compress=True) for k in (6, 400)]
     assert [stream_method(data) for data in tiled] == [1, 1]  # method 1 (§11.11) damaged too
@@ -473,13 +468,18 @@ def test_js_agrees_with_python_on_randomly_damaged_streams(tmp_path):
             end = min(start + 60, len(bad)) if j % 2 else len(bad)
             for _ in range(rng.choice([1, 1, 2, 3])):
                 bad[rng.randrange(start, end)] = rng.randrange(256)
-            bad = bytes(bad) + struct.pack("<I", zlib.crc32(bad))
-            got = python_outcome(bad)
-            if isinstance(got, str):
-                batch.expect_rule(f"file {i} damage {j}: kmcodec says {got}", bad, names[got])
-            else:
-                batch.expect_labels(f"file {i} damage {j}: kmcodec decodes it", bad, got)
+            expect_as_kmcodec(batch, f"file {i} damage {j}", bytes(bad))
     batch.run()
+
+
+def expect_as_kmcodec(batch: "Batch", name: str, body: bytes) -> None:
+    """`body` with its CRC-32 repaired: the JS decoder must give what kmcodec gives, the same labels or the same rule."""
+    data = body + struct.pack("<I", zlib.crc32(body))
+    got = python_outcome(data)
+    if isinstance(got, str):
+        batch.expect_rule(f"{name}: kmcodec says {got}", data, {cls: rule for rule, cls in RULES.items()}[got])
+    else:
+        batch.expect_labels(f"{name}: kmcodec decodes it", data, got)
 
 
 def test_js_agrees_with_python_on_damaged_zstandard_frames(tmp_path):
@@ -833,7 +833,6 @@ def raster_cases(data: bytes) -> list[tuple[str, int, bytes]]:
 
 def test_js_and_python_reject_broken_method3_streams_at_the_same_rule(tmp_path):
     batch = Batch(tmp_path)
-    disagreements = []
     palette, labels = photo_image(np.random.default_rng(4), 300, 3, 48, 64)
     wide = method2_file(palette, labels)
     cases = [("K = 300 with method 3", 10, with_stream(wide, lambda stream: b"\x03" + stream[1:]))]
@@ -845,13 +844,7 @@ def test_js_and_python_reject_broken_method3_streams_at_the_same_rule(tmp_path):
             cases.append((f"file {i}: 4 bytes 0xff in R, v ≥ T", 10, bad))
             values += 1
     assert values >= 1
-    for name, rule, bad in cases:
-        got = python_outcome(bad)
-        if got != RULES[rule]:
-            disagreements.append(f"{name}: kmcodec gives {got if isinstance(got, str) else 'labels'}, spec rule {rule} is {RULES[rule]}")
-        batch.expect_rule(name, bad, rule)
-    batch.run()
-    assert not disagreements, "\n".join(disagreements)
+    check_rules(batch, cases)
 
 
 def test_js_agrees_with_python_on_randomly_damaged_method3_streams(tmp_path):
@@ -859,7 +852,6 @@ def test_js_agrees_with_python_on_randomly_damaged_method3_streams(tmp_path):
     and the damage meets the common failures of §11.15 (raster_ref tells which; the rare ones have cases of their own)."""
     rng = random.Random(17)
     batch = Batch(tmp_path)
-    names = {v: k for k, v in RULES.items()}
     kinds = set()
     for i, data in enumerate(raster_base_files()):
         at = 24 + data[5] * struct.unpack_from("<I", data, 16)[0]
@@ -876,12 +868,7 @@ def test_js_agrees_with_python_on_randomly_damaged_method3_streams(tmp_path):
                 raster_ref.decode(bytes(bad[at + 2 :]), width, height, palette)
             except raster_ref.Fault as fault:
                 kinds.add(fault.kind)
-            bad = bytes(bad) + struct.pack("<I", zlib.crc32(bad))
-            got = python_outcome(bad)
-            if isinstance(got, str):
-                batch.expect_rule(f"file {i} damage {j}: kmcodec says {got}", bad, names[got])
-            else:
-                batch.expect_labels(f"file {i} damage {j}: kmcodec decodes it", bad, got)
+            expect_as_kmcodec(batch, f"file {i} damage {j}", bytes(bad))
     assert kinds >= {"rank", "past_end", "left_over"}, kinds
     batch.run()
 
