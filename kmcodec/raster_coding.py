@@ -107,11 +107,12 @@ def decode_labels(stream: memoryview, width: int, height: int, palette: np.ndarr
             f"stripe lengths too long at byte {offset + 2}: they add up to {int(ends[-1]) - start} bytes, {len(stream) - start} follow them"
         )
     bounds = [start] + [int(e) for e in ends] + [len(stream)]
+    rows = stripe_rows(height, stripes)
     labels = np.empty((height, width), np.uint8)
     table = np.ascontiguousarray(palette).tobytes()
 
     def stripe(i: int) -> tuple | None:
-        (y0, y1), part = stripe_rows(height, stripes)[i], stream[bounds[i] : bounds[i + 1]]
+        (y0, y1), part = rows[i], stream[bounds[i] : bounds[i + 1]]
         if _raster is not None:
             return _raster.decode(part, width, y1 - y0, table, k, channels, labels[y0:y1])
         try:
@@ -123,7 +124,7 @@ def decode_labels(stream: memoryview, width: int, height: int, palette: np.ndarr
     for i, fault in enumerate(each(stripe, list(range(stripes)))):  # the first failure in stripe order
         if fault is not None:
             kind, pixel, a, b = fault
-            raise fault_error(kind, stripe_rows(height, stripes)[i][0] * width + pixel, a, b, width, offset + bounds[i])
+            raise fault_error(kind, rows[i][0] * width + pixel, a, b, width, offset + bounds[i])
     return labels
 
 
