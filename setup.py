@@ -15,7 +15,7 @@ class BuildExt(build_ext):
     def build_extensions(self) -> None:
         if self.compiler.compiler_type != "msvc":
             for extension in self.extensions:
-                extension.extra_compile_args = ["-O2"]
+                extension.extra_compile_args = ["-O3"]
         super().build_extensions()
 
 

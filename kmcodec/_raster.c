@@ -377,28 +377,50 @@ static inline void remember(Model *md, size_t at, int label)
         md->is_255[at >> 3] |= (uint8_t)(1u << (at & 7));
 }
 
-static inline void near_of(Model *md, const uint16_t *up2, const uint16_t *up, const uint16_t *row, size_t x, Near *p)
+/* The long and short hashes of pixel x (§11.15), given its W as label + 1 (0 absent). */
+typedef struct { uint32_t whole, first; } Hashes;
+
+static inline Hashes hashes_of(const uint16_t *up2, const uint16_t *up, const uint16_t *row, size_t x, unsigned w)
 {
-    unsigned w = row[x - 1], n = up[x], ne = up[x + 1], nw = up[x - 1];
-    unsigned absent = (unsigned)(w == 0) | (unsigned)(n == 0) << 1 | (unsigned)(ne == 0) << 2 | (unsigned)(nw == 0) << 3;
-    unsigned key = (unsigned)(w == n) | (unsigned)(w == ne) << 1 | (unsigned)(w == nw) << 2
-                 | (unsigned)(n == ne) << 3 | (unsigned)(n == nw) << 4 | (unsigned)(ne == nw) << 5 | absent << 6;
-    unsigned word = CANDIDATES[key], a1 = 0, a2 = 0;
-    uint32_t h = FNV_BASIS, h_short;
-    int m;
+    uint32_t h = FNV_BASIS;
+    Hashes out;
     h = (h ^ w) * FNV_PRIME;  /* the long list: (x-1, y) (x, y-1) (x-1, y-1), the short one's end, */
-    h = (h ^ n) * FNV_PRIME;
-    h = (h ^ nw) * FNV_PRIME;
-    h_short = h;
-    h = (h ^ ne) * FNV_PRIME;  /* then (x+1, y-1) (x-2, y) (x, y-2) (x+1, y-2) (x-1, y-2) (x-3, y) (x+2, y-1) */
+    h = (h ^ up[x]) * FNV_PRIME;
+    h = (h ^ up[x - 1]) * FNV_PRIME;
+    out.first = h;
+    h = (h ^ up[x + 1]) * FNV_PRIME;  /* then (x+1, y-1) (x-2, y) (x, y-2) (x+1, y-2) (x-1, y-2) (x-3, y) (x+2, y-1) */
     h = (h ^ row[x - 2]) * FNV_PRIME;
     h = (h ^ up2[x]) * FNV_PRIME;
     h = (h ^ up2[x + 1]) * FNV_PRIME;
     h = (h ^ up2[x - 1]) * FNV_PRIME;
     h = (h ^ row[x - 3]) * FNV_PRIME;
     h = (h ^ up[x + 2]) * FNV_PRIME;
-    p->long_slot = (h ^ h >> 15) & ((1u << SLOT_BITS) - 1);
-    p->short_slot = ((size_t)1 << SLOT_BITS) + ((h_short ^ h_short >> 15) & ((1u << SLOT_BITS) - 1));
+    out.whole = h;
+    return out;
+}
+
+static inline size_t long_slot(Hashes h)
+{
+    return (h.whole ^ h.whole >> 15) & ((1u << SLOT_BITS) - 1);
+}
+
+static inline size_t short_slot(Hashes h)
+{
+    return ((size_t)1 << SLOT_BITS) + ((h.first ^ h.first >> 15) & ((1u << SLOT_BITS) - 1));
+}
+
+/* w is row[x - 1], passed in a register (the loop has just decoded it); `hashes` are pixel
+   x's, from hashes_of(): the decoder works them out a pixel early. */
+static inline void near_of(Model *md, const uint16_t *up2, const uint16_t *up, const uint16_t *row, size_t x, unsigned w, Hashes hashes, Near *p)
+{
+    unsigned n = up[x], ne = up[x + 1], nw = up[x - 1];
+    unsigned absent = (unsigned)(w == 0) | (unsigned)(n == 0) << 1 | (unsigned)(ne == 0) << 2 | (unsigned)(nw == 0) << 3;
+    unsigned key = (unsigned)(w == n) | (unsigned)(w == ne) << 1 | (unsigned)(w == nw) << 2
+                 | (unsigned)(n == ne) << 3 | (unsigned)(n == nw) << 4 | (unsigned)(ne == nw) << 5 | absent << 6;
+    unsigned word = CANDIDATES[key], a1 = 0, a2 = 0;
+    int m;
+    p->long_slot = long_slot(hashes);
+    p->short_slot = short_slot(hashes);
     p->nb[0] = (int)w - 1;
     p->nb[1] = (int)n - 1;
     p->nb[2] = (int)ne - 1;
@@ -535,10 +557,18 @@ static int decode_pixels(Model *md, Decoder *d, uint8_t *out, size_t width, size
 {
     for (size_t y = 0; y < height; y++) {
         uint16_t *row = row_at(md, width, y), *up = row_at(md, width, y + 2), *up2 = row_at(md, width, y + 1);
+        unsigned w = 0, guess = 0;  /* W (label + 1), and the W that `ahead` assumed; at x = 0, W is absent */
+        Hashes ahead = hashes_of(up2, up, row, 0, 0);
         for (size_t x = 0; x < width; x++) {
             Near p;
             int label, status = OK;
-            near_of(md, up2, up, row, x, &p);
+            near_of(md, up2, up, row, x, w, w == guess ? ahead : hashes_of(up2, up, row, x, w), &p);
+            if (x + 1 < width) {  /* the next pixel's hashes, guessing its W is candidate 0: off the critical path */
+                guess = (unsigned)(p.cand[0] + 1);
+                ahead = hashes_of(up2, up, row, x + 1, guess);
+                __builtin_prefetch(md->history + long_slot(ahead));
+                __builtin_prefetch(md->history + short_slot(ahead));
+            }
             if (p.m) {
                 Choice *table = &md->choice[p.context];
                 int s = 0;
@@ -554,7 +584,8 @@ static int decode_pixels(Model *md, Decoder *d, uint8_t *out, size_t width, size
                 fault->pixel = y * width + x;
                 return status;
             }
-            row[x] = (uint16_t)(label + 1);
+            w = (unsigned)(label + 1);
+            row[x] = (uint16_t)w;
             remember(md, p.long_slot, label);
             remember(md, p.short_slot, label);
             out[y * width + x] = (uint8_t)label;
@@ -688,7 +719,7 @@ static int encode_pixels(Model *md, Encoder *e, const uint8_t *labels, size_t wi
         for (size_t x = 0; x < width; x++) {
             Near p;
             int v = in[x], s = 0;
-            near_of(md, up2, up, row, x, &p);
+            near_of(md, up2, up, row, x, row[x - 1], hashes_of(up2, up, row, x, row[x - 1]), &p);
             remember(md, p.long_slot, v);  /* read above; set for the pixels after */
             remember(md, p.short_slot, v);
             if (p.m) {
