@@ -87,6 +87,8 @@ static unsigned key_of(const int *nb)  /* bits 0-9 of t for neighbours W, N, NE,
     return key;
 }
 
+static const int FAST_KEY_BITS[10] = {4, 3, 1, 2, 5, 0, 9, 7, 8, 6};  /* see fast_key() */
+
 static void fill_tables(void)
 {
     for (unsigned key = 0; key < 1024; key++) {
@@ -121,6 +123,39 @@ static void fill_tables(void)
         if (NEIGHBOURHOOD[key] == 0xFFFF)
             NEIGHBOURHOOD[key] = (uint16_t)NEIGHBOURHOODS++;
     }
+    uint16_t candidates[1024], neighbourhood[1024];  /* the three tables by fast_key's order */
+    uint8_t m0[1024];
+    for (unsigned key = 0; key < 1024; key++) {
+        unsigned fast = 0;
+        for (int i = 0; i < 10; i++)
+            fast |= (key >> FAST_KEY_BITS[i] & 1) << i;
+        candidates[fast] = CANDIDATES[key];
+        neighbourhood[fast] = NEIGHBOURHOOD[key];
+        m0[fast] = NEIGHBOURHOOD_M0[key];
+    }
+    memcpy(CANDIDATES, candidates, sizeof candidates);
+    memcpy(NEIGHBOURHOOD, neighbourhood, sizeof neighbourhood);
+    memcpy(NEIGHBOURHOOD_M0, m0, sizeof m0);
+}
+
+/* Bits 0-9 of t in another order, in a few word operations rather than ten compares.
+   The neighbours are 16-bit lanes of v: NW, N, NE, W (label + 1, 0 = absent). A lane of
+   v ^ (v rotated by one lane) is 0 where a pair agrees: NW N, N NE, NE W, W NW; by two
+   lanes: NW NE, N W; and a lane of v is 0 where a neighbour is absent. zeros() marks
+   such lanes in their top bit; one multiply gathers the marks, lane k of group j (of 3)
+   to bit 48 + k + 4j. Bit i of the result is bit FAST_KEY_BITS[i] of t. */
+static inline uint64_t zeros(uint64_t v)
+{
+    const uint64_t high = 0x8000800080008000u, one = 0x0001000100010001u;
+    return ~((v | high) - one) & high;  /* lanes are below 2^15, so no borrow crosses a lane */
+}
+
+static inline unsigned fast_key(unsigned w, unsigned n, unsigned ne, unsigned nw)
+{
+    uint64_t v = (uint64_t)nw | (uint64_t)n << 16 | (uint64_t)ne << 32 | (uint64_t)w << 48;
+    uint64_t marks = zeros(v ^ (v >> 16 | v << 48)) >> 15 | zeros(v ^ (v >> 32 | v << 32)) >> 11 | zeros(v) >> 7;
+    unsigned r = (unsigned)((marks * ((1ull << 48) | (1ull << 33) | (1ull << 18) | (1ull << 3))) >> 48);
+    return (r & 0x3F) | (r >> 2 & 0x3C0);  /* bits 6-7 repeat 4-5 */
 }
 
 static int token_of(unsigned r, int *nbits, unsigned *extra)
@@ -317,10 +352,10 @@ static int nearest_entry(const Model *md, const int *mean, int sum)
 }
 
 /* The entry nearest the mean colour of the present neighbours (§11.13), for m >= 2. */
-static int mean_reference(Model *md, const int *nb, unsigned absent)
+static int mean_reference(Model *md, const int *nb)
 {
     uint64_t sum = md->colour[nb[0] + 1] + md->colour[nb[1] + 1] + md->colour[nb[2] + 1] + md->colour[nb[3] + 1];
-    unsigned q = 4 - ((absent & 1) + (absent >> 1 & 1) + (absent >> 2 & 1) + (absent >> 3 & 1));
+    unsigned q = (unsigned)((nb[0] >= 0) + (nb[1] >= 0) + (nb[2] >= 0) + (nb[3] >= 0));  /* present neighbours */
     int mean[4], total = 0;
     uint32_t key = 0;
     for (int c = 0; c < md->channels; c++) {
@@ -340,13 +375,13 @@ static int mean_reference(Model *md, const int *nb, unsigned absent)
 /* ref of an escape: entry 0 with no neighbour; the one neighbour candidate when all present
    neighbours agree (their mean is its colour, and the nearest entry, the lowest of that
    colour, orders the palette as it does: §11.13); else the mean's nearest. */
-static inline int reference(Model *md, const int *nb, unsigned absent, int m0, int first)
+static inline int reference(Model *md, const int *nb, int m0, int first)
 {
     if (m0 == 0)
         return 0;
     if (m0 == 1)
         return first;
-    return mean_reference(md, nb, absent);
+    return mean_reference(md, nb);
 }
 
 
@@ -355,7 +390,6 @@ static inline int reference(Model *md, const int *nb, unsigned absent, int m0, i
 typedef struct {
     int nb[5];             /* labels of W, N, NE, NW (-1 absent), and NOT_LABEL */
     int cand[MAX_M];       /* NOT_LABEL past m */
-    unsigned absent;
     int m0, m;
     size_t context;        /* the choice table's index */
     size_t long_slot, short_slot;  /* in md->history */
@@ -414,9 +448,7 @@ static inline size_t short_slot(Hashes h)
 static inline void near_of(Model *md, const uint16_t *up2, const uint16_t *up, const uint16_t *row, size_t x, unsigned w, Hashes hashes, Near *p)
 {
     unsigned n = up[x], ne = up[x + 1], nw = up[x - 1];
-    unsigned absent = (unsigned)(w == 0) | (unsigned)(n == 0) << 1 | (unsigned)(ne == 0) << 2 | (unsigned)(nw == 0) << 3;
-    unsigned key = (unsigned)(w == n) | (unsigned)(w == ne) << 1 | (unsigned)(w == nw) << 2
-                 | (unsigned)(n == ne) << 3 | (unsigned)(n == nw) << 4 | (unsigned)(ne == nw) << 5 | absent << 6;
+    unsigned key = fast_key(w, n, ne, nw);
     unsigned word = CANDIDATES[key], a1 = 0, a2 = 0;
     int m;
     p->long_slot = long_slot(hashes);
@@ -431,7 +463,6 @@ static inline void near_of(Model *md, const uint16_t *up2, const uint16_t *up, c
     p->cand[2] = p->nb[word >> 6 & 7];
     p->cand[3] = p->nb[word >> 9 & 7];
     p->cand[4] = p->cand[5] = NOT_LABEL;
-    p->absent = absent;
     p->m0 = m = (int)(word >> 12);
     int label = recalled(md, p->long_slot);
     if (label >= 0) {  /* P1: neighbour candidate i gives a1 = i + 1; else appended, 5 */
@@ -542,7 +573,7 @@ static int decode_escape(Model *md, Decoder *d, const Near *p, int *label, Fault
         fault->b = (uint64_t)(md->k - p->m);
         return RANK;
     }
-    const uint8_t *order = order_from(md, reference(md, p->nb, p->absent, p->m0, p->cand[0]));
+    const uint8_t *order = order_from(md, reference(md, p->nb, p->m0, p->cand[0]));
     for (int i = 0;; i++) {  /* r < K - m: entry r of the non-candidates exists */
         if (is_candidate(p, order[i]))
             continue;
@@ -691,7 +722,7 @@ static inline void encode_symbol(Encoder *e, uint16_t *f, uint16_t *total, int n
 
 static void encode_escape(Model *md, Encoder *e, const Near *p, int label)
 {
-    const uint8_t *order = order_from(md, reference(md, p->nb, p->absent, p->m0, p->cand[0]));
+    const uint8_t *order = order_from(md, reference(md, p->nb, p->m0, p->cand[0]));
     unsigned r = 0;
     int nbits;
     unsigned extra;
