@@ -395,20 +395,30 @@ typedef struct {
     size_t long_slot, short_slot;  /* in md->history */
 } Near;
 
-/* The label in a history entry, or -1 when it is empty. */
-static inline int recalled(const Model *md, size_t at)
+/* md->history and md->is_255, passed by value so that the pixel loops hold them in
+   registers: their byte stores could alias md's fields, which would be read again. */
+typedef struct { uint8_t *entries, *is_255; } History;
+
+static inline History history_of(const Model *md)
 {
-    unsigned b = md->history[at];
-    if (b)
-        return (int)b - 1;
-    return md->is_255[at >> 3] >> (at & 7) & 1 ? 255 : -1;
+    History h = {md->history, md->is_255};
+    return h;
 }
 
-static inline void remember(Model *md, size_t at, int label)
+/* The label in a history entry, or -1 when it is empty. */
+static inline int recalled(History h, size_t at)
 {
-    md->history[at] = (uint8_t)(label + 1);
+    unsigned b = h.entries[at];
+    if (b)
+        return (int)b - 1;
+    return h.is_255[at >> 3] >> (at & 7) & 1 ? 255 : -1;
+}
+
+static inline void remember(History h, size_t at, int label)
+{
+    h.entries[at] = (uint8_t)(label + 1);
     if (label == 255)
-        md->is_255[at >> 3] |= (uint8_t)(1u << (at & 7));
+        h.is_255[at >> 3] |= (uint8_t)(1u << (at & 7));
 }
 
 /* The long and short hashes of pixel x (§11.15), given its W as label + 1 (0 absent). */
@@ -445,7 +455,7 @@ static inline size_t short_slot(Hashes h)
 
 /* w is row[x - 1], passed in a register (the loop has just decoded it); `hashes` are pixel
    x's, from hashes_of(): the decoder works them out a pixel early. */
-static inline void near_of(Model *md, const uint16_t *up2, const uint16_t *up, const uint16_t *row, size_t x, unsigned w, Hashes hashes, Near *p)
+static inline void near_of(History history, const uint16_t *up2, const uint16_t *up, const uint16_t *row, size_t x, unsigned w, Hashes hashes, Near *p)
 {
     unsigned n = up[x], ne = up[x + 1], nw = up[x - 1];
     unsigned key = fast_key(w, n, ne, nw);
@@ -464,7 +474,7 @@ static inline void near_of(Model *md, const uint16_t *up2, const uint16_t *up, c
     p->cand[3] = p->nb[word >> 9 & 7];
     p->cand[4] = p->cand[5] = NOT_LABEL;
     p->m0 = m = (int)(word >> 12);
-    int label = recalled(md, p->long_slot);
+    int label = recalled(history, p->long_slot);
     if (label >= 0) {  /* P1: neighbour candidate i gives a1 = i + 1; else appended, 5 */
         while (a1 < 4 && p->cand[a1] != label)
             a1++;
@@ -472,7 +482,7 @@ static inline void near_of(Model *md, const uint16_t *up2, const uint16_t *up, c
             p->cand[m++] = label;
         a1++;
     }
-    label = recalled(md, p->short_slot);
+    label = recalled(history, p->short_slot);
     if (label >= 0) {  /* P2: candidate i (of up to 5) gives a2 = i + 1; else appended, 6 */
         while (a2 < 5 && p->cand[a2] != label)
             a2++;
@@ -586,42 +596,55 @@ static int decode_escape(Model *md, Decoder *d, const Near *p, int *label, Fault
 
 static int decode_pixels(Model *md, Decoder *d, uint8_t *out, size_t width, size_t height, Fault *fault)
 {
-    for (size_t y = 0; y < height; y++) {
+    /* The coder's state and the tables in locals, whose address never escapes, so the
+       compiler keeps them in registers across the byte stores of the loop; the labels go
+       to `out` a row at a time. decode_escape (rare) works on *d, synced around it. */
+    const History history = history_of(md);
+    Choice *const choice = md->choice;
+    Decoder coder = *d;
+    int status = OK;
+    for (size_t y = 0; y < height && !status; y++) {
         uint16_t *row = row_at(md, width, y), *up = row_at(md, width, y + 2), *up2 = row_at(md, width, y + 1);
         unsigned w = 0, guess = 0;  /* W (label + 1), and the W that `ahead` assumed; at x = 0, W is absent */
         Hashes ahead = hashes_of(up2, up, row, 0, 0);
-        for (size_t x = 0; x < width; x++) {
+        size_t x;
+        for (x = 0; x < width; x++) {
             Near p;
-            int label, status = OK;
-            near_of(md, up2, up, row, x, w, w == guess ? ahead : hashes_of(up2, up, row, x, w), &p);
-            if (x + 1 < width) {  /* the next pixel's hashes, guessing its W is candidate 0: off the critical path */
-                guess = (unsigned)(p.cand[0] + 1);
+            int label;
+            near_of(history, up2, up, row, x, w, w == guess ? ahead : hashes_of(up2, up, row, x, w), &p);
+            if (x + 1 < width) {  /* the next pixel's hashes, guessing x repeats its W: off the critical path */
+                guess = w;
                 ahead = hashes_of(up2, up, row, x + 1, guess);
-                __builtin_prefetch(md->history + long_slot(ahead));
-                __builtin_prefetch(md->history + short_slot(ahead));
+                __builtin_prefetch(history.entries + long_slot(ahead));
+                __builtin_prefetch(history.entries + short_slot(ahead));
             }
+            int s = 0;
             if (p.m) {
-                Choice *table = &md->choice[p.context];
-                int s = 0;
-                status = decode_symbol(d, table->f, &table->total, p.m + 1, &s, fault);
+                Choice *table = &choice[p.context];
+                status = decode_symbol(&coder, table->f, &table->total, p.m + 1, &s, fault);
                 label = p.cand[s < MAX_M ? s : 0];
-                if (!status && s == p.m)
-                    status = decode_escape(md, d, &p, &label, fault);
-            } else {
+            }
+            if (!status && s == p.m) {
+                *d = coder;
                 status = decode_escape(md, d, &p, &label, fault);
+                coder = *d;
             }
             if (status) {
                 fault->kind = status;
                 fault->pixel = y * width + x;
-                return status;
+                break;
             }
             w = (unsigned)(label + 1);
             row[x] = (uint16_t)w;
-            remember(md, p.long_slot, label);
-            remember(md, p.short_slot, label);
-            out[y * width + x] = (uint8_t)label;
+            remember(history, p.long_slot, label);
+            remember(history, p.short_slot, label);
         }
+        for (size_t i = 0; i < x; i++)  /* the row's labels, up to a failure */
+            out[y * width + i] = (uint8_t)(row[i] - 1);
     }
+    *d = coder;
+    if (status)
+        return status;
     fault->pixel = width * height;
     if (d->pos != d->n) {
         fault->a = d->pos;
@@ -736,6 +759,7 @@ static void encode_escape(Model *md, Encoder *e, const Near *p, int label)
 
 static int encode_pixels(Model *md, Encoder *e, const uint8_t *labels, size_t width, size_t height, Fault *fault)
 {
+    const History history = history_of(md);
     for (size_t y = 0; y < height; y++) {
         const uint8_t *in = labels + y * width;
         uint16_t *row = row_at(md, width, y), *up = row_at(md, width, y + 2), *up2 = row_at(md, width, y + 1);
@@ -750,9 +774,9 @@ static int encode_pixels(Model *md, Encoder *e, const uint8_t *labels, size_t wi
         for (size_t x = 0; x < width; x++) {
             Near p;
             int v = in[x], s = 0;
-            near_of(md, up2, up, row, x, row[x - 1], hashes_of(up2, up, row, x, row[x - 1]), &p);
-            remember(md, p.long_slot, v);  /* read above; set for the pixels after */
-            remember(md, p.short_slot, v);
+            near_of(history, up2, up, row, x, row[x - 1], hashes_of(up2, up, row, x, row[x - 1]), &p);
+            remember(history, p.long_slot, v);  /* read above; set for the pixels after */
+            remember(history, p.short_slot, v);
             if (p.m) {
                 while (s < p.m && p.cand[s] != v)
                     s++;
