@@ -9,14 +9,13 @@ from __future__ import annotations
 import math
 import mmap
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
 from PIL import Image
 
-from . import bitpack, coding1, container, layout, raster_coding, zstd_labels
+from . import bitpack, coding1, container, layout, lookup, raster_coding, threads, zstd_labels
 from ._mapped import mapping_of, release
 from .errors import ImageInputError, ParameterError
 from .palette import DEFAULT_MAX_ITER, DEFAULT_N_INIT, DEFAULT_SEED, DEFAULT_TOL, PaletteFit, fit_palette
@@ -195,19 +194,12 @@ PAIR_MIN_BYTES = 1 << 22
 
 def gather(table: np.ndarray, index: np.ndarray, out: np.ndarray) -> None:
     """`out[:] = table[index]` in chunks spread over threads (numpy's take releases the GIL)."""
-    starts = range(0, index.size, GATHER_CHUNK)
 
     def part(start: int) -> None:
         end = start + GATHER_CHUNK
         np.take(table, index[start:end], out=out[start:end])
 
-    workers = min(len(starts), GATHER_THREADS)
-    if workers <= 1:
-        for start in starts:
-            part(start)
-    else:
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(part, starts))
+    threads.each(part, range(0, index.size, GATHER_CHUNK), GATHER_THREADS)
 
 
 def as_items(rows: np.ndarray) -> np.ndarray:
@@ -283,12 +275,15 @@ class KmqImage:
     def _lookup_decode(self, payload: np.ndarray, bits: int) -> np.ndarray:
         """b in 1, 2, 4, 8: each packed byte becomes the colours of its pixels by one table lookup.
 
-        Large payloads are looked up two bytes at a time: half as many items, and
+        A byte per label goes to the C loop where it was built. Otherwise large
+        payloads are looked up two bytes at a time: half as many items, and
         numpy's take has no fast path for items of 3 or 6 bytes anyway.
         """
         per_byte = 8 // bits
         item = per_byte * self.channels
         table = self.palette[np.minimum(bitpack.byte_table(bits), self.k - 1)].reshape(256, item)
+        if bits == 8 and lookup.available():
+            return lookup.lookup(table, payload)
         out = np.empty(payload.size * item, np.uint8)
         pairs = payload.size // 2 if payload.size >= PAIR_MIN_BYTES else 0
         if pairs:

@@ -20,11 +20,10 @@ method 3.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import raster_ref
+from . import raster_ref, threads
 from .errors import KmqError, StreamEndError, StreamLengthError, StreamStructureError, SymbolRangeError
 
 try:
@@ -61,10 +60,7 @@ def stripe_rows(height: int, stripes: int) -> list[tuple[int, int]]:
 
 def each(work, items: list) -> list:
     """work(item) for every item, on threads when there are several (the C module releases the GIL)."""
-    if len(items) == 1 or _raster is None:
-        return [work(item) for item in items]
-    with ThreadPoolExecutor(min(WORKERS, len(items))) as pool:
-        return list(pool.map(work, items))
+    return threads.each(work, items, WORKERS if _raster is not None else 1)
 
 
 def encode_labels(labels: np.ndarray, palette: np.ndarray) -> bytes | None:
