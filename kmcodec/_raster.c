@@ -55,6 +55,11 @@
 #define NOT_LABEL (-2)        /* an unused candidate slot: equals no label */
 #define PAD_LEFT 3            /* rows hold label + 1, 0 = absent, from x - 3 ... */
 #define PAD_RIGHT 2           /* ... to x + 2 */
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(address) __builtin_prefetch(address)
+#else
+#define PREFETCH(address) ((void)(address))  /* MSVC and others: a hint only, so none */
+#endif
 
 typedef struct { uint16_t f[MAX_M + 1]; uint16_t total; } Choice;  /* totals stay <= 8192 + 24 */
 typedef struct { uint16_t f[MAX_Z]; uint16_t total; } Escape;
@@ -615,8 +620,8 @@ static int decode_pixels(Model *md, Decoder *d, uint8_t *out, size_t width, size
             if (x + 1 < width) {  /* the next pixel's hashes, guessing x repeats its W: off the critical path */
                 guess = w;
                 ahead = hashes_of(up2, up, row, x + 1, guess);
-                __builtin_prefetch(history.entries + long_slot(ahead));
-                __builtin_prefetch(history.entries + short_slot(ahead));
+                PREFETCH(history.entries + long_slot(ahead));
+                PREFETCH(history.entries + short_slot(ahead));
             }
             int s = 0;
             if (p.m) {
