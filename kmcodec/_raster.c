@@ -1,9 +1,11 @@
 /* kmcodec._raster: coding 1, method 3 (spec/kmq.md §11.15) in C.
 
-   The range-coded part R (the label stream after its method byte 3):
+   The range-coded part R of one stripe (the stream is the method byte 3, the stripe
+   count S, S - 1 part lengths, then the parts; raster_coding.py splits it), the
+   stripe coded as an image of its own:
 
      pixels in raster order; for pixel (x, y) the neighbours W, N, NE, NW,
-     absent outside the image
+     absent outside the stripe
      history     two tables of 2^18 labels (or empty), long and short; a pixel's
                  slot is an FNV-1a hash of the labels + 1 (0 absent) of 10 pixels
                  around it (long) or of the first 3 (short); once the label is
@@ -92,8 +94,6 @@ static unsigned key_of(const int *nb)  /* bits 0-9 of t for neighbours W, N, NE,
     return key;
 }
 
-static const int FAST_KEY_BITS[10] = {4, 3, 1, 2, 5, 0, 9, 7, 8, 6};  /* see fast_key() */
-
 static void fill_tables(void)
 {
     for (unsigned key = 0; key < 1024; key++) {
@@ -128,39 +128,6 @@ static void fill_tables(void)
         if (NEIGHBOURHOOD[key] == 0xFFFF)
             NEIGHBOURHOOD[key] = (uint16_t)NEIGHBOURHOODS++;
     }
-    uint16_t candidates[1024], neighbourhood[1024];  /* the three tables by fast_key's order */
-    uint8_t m0[1024];
-    for (unsigned key = 0; key < 1024; key++) {
-        unsigned fast = 0;
-        for (int i = 0; i < 10; i++)
-            fast |= (key >> FAST_KEY_BITS[i] & 1) << i;
-        candidates[fast] = CANDIDATES[key];
-        neighbourhood[fast] = NEIGHBOURHOOD[key];
-        m0[fast] = NEIGHBOURHOOD_M0[key];
-    }
-    memcpy(CANDIDATES, candidates, sizeof candidates);
-    memcpy(NEIGHBOURHOOD, neighbourhood, sizeof neighbourhood);
-    memcpy(NEIGHBOURHOOD_M0, m0, sizeof m0);
-}
-
-/* Bits 0-9 of t in another order, in a few word operations rather than ten compares.
-   The neighbours are 16-bit lanes of v: NW, N, NE, W (label + 1, 0 = absent). A lane of
-   v ^ (v rotated by one lane) is 0 where a pair agrees: NW N, N NE, NE W, W NW; by two
-   lanes: NW NE, N W; and a lane of v is 0 where a neighbour is absent. zeros() marks
-   such lanes in their top bit; one multiply gathers the marks, lane k of group j (of 3)
-   to bit 48 + k + 4j. Bit i of the result is bit FAST_KEY_BITS[i] of t. */
-static inline uint64_t zeros(uint64_t v)
-{
-    const uint64_t high = 0x8000800080008000u, one = 0x0001000100010001u;
-    return ~((v | high) - one) & high;  /* lanes are below 2^15, so no borrow crosses a lane */
-}
-
-static inline unsigned fast_key(unsigned w, unsigned n, unsigned ne, unsigned nw)
-{
-    uint64_t v = (uint64_t)nw | (uint64_t)n << 16 | (uint64_t)ne << 32 | (uint64_t)w << 48;
-    uint64_t marks = zeros(v ^ (v >> 16 | v << 48)) >> 15 | zeros(v ^ (v >> 32 | v << 32)) >> 11 | zeros(v) >> 7;
-    unsigned r = (unsigned)((marks * ((1ull << 48) | (1ull << 33) | (1ull << 18) | (1ull << 3))) >> 48);
-    return (r & 0x3F) | (r >> 2 & 0x3C0);  /* bits 6-7 repeat 4-5 */
 }
 
 static int token_of(unsigned r, int *nbits, unsigned *extra)
@@ -200,7 +167,7 @@ static inline void adapt(uint16_t *f, uint16_t *total, int n, int s)
 typedef struct {
     int k, channels, z;
     const uint8_t *palette;
-    Choice *choice;            /* CHOICE_TABLES, by choice_index() */
+    Choice *choice;            /* CHOICE_TABLES, by Near.context */
     Escape escape[MAX_M + 1];  /* by m */
     uint8_t *history;          /* long table, then short: (label + 1) mod 256, 0 = empty or 255 */
     uint8_t *is_255;           /* a bit per entry: 1 when its 0 means label 255 (only K = 256 writes it) */
@@ -400,30 +367,20 @@ typedef struct {
     size_t long_slot, short_slot;  /* in md->history */
 } Near;
 
-/* md->history and md->is_255, passed by value so that the pixel loops hold them in
-   registers: their byte stores could alias md's fields, which would be read again. */
-typedef struct { uint8_t *entries, *is_255; } History;
-
-static inline History history_of(const Model *md)
-{
-    History h = {md->history, md->is_255};
-    return h;
-}
-
 /* The label in a history entry, or -1 when it is empty. */
-static inline int recalled(History h, size_t at)
+static inline int recalled(const Model *md, size_t at)
 {
-    unsigned b = h.entries[at];
+    unsigned b = md->history[at];
     if (b)
         return (int)b - 1;
-    return h.is_255[at >> 3] >> (at & 7) & 1 ? 255 : -1;
+    return md->is_255[at >> 3] >> (at & 7) & 1 ? 255 : -1;
 }
 
-static inline void remember(History h, size_t at, int label)
+static inline void remember(Model *md, size_t at, int label)
 {
-    h.entries[at] = (uint8_t)(label + 1);
+    md->history[at] = (uint8_t)(label + 1);
     if (label == 255)
-        h.is_255[at >> 3] |= (uint8_t)(1u << (at & 7));
+        md->is_255[at >> 3] |= (uint8_t)(1u << (at & 7));
 }
 
 /* The long and short hashes of pixel x (§11.15), given its W as label + 1 (0 absent). */
@@ -458,12 +415,14 @@ static inline size_t short_slot(Hashes h)
     return ((size_t)1 << SLOT_BITS) + ((h.first ^ h.first >> 15) & ((1u << SLOT_BITS) - 1));
 }
 
-/* w is row[x - 1], passed in a register (the loop has just decoded it); `hashes` are pixel
-   x's, from hashes_of(): the decoder works them out a pixel early. */
-static inline void near_of(History history, const uint16_t *up2, const uint16_t *up, const uint16_t *row, size_t x, unsigned w, Hashes hashes, Near *p)
+/* w is row[x - 1]; `hashes` are pixel x's, from hashes_of(): the decoder works them out
+   a pixel early. */
+static inline void near_of(Model *md, const uint16_t *up2, const uint16_t *up, const uint16_t *row, size_t x, unsigned w, Hashes hashes, Near *p)
 {
     unsigned n = up[x], ne = up[x + 1], nw = up[x - 1];
-    unsigned key = fast_key(w, n, ne, nw);
+    unsigned key = (unsigned)(w == n) | (unsigned)(w == ne) << 1 | (unsigned)(w == nw) << 2
+                 | (unsigned)(n == ne) << 3 | (unsigned)(n == nw) << 4 | (unsigned)(ne == nw) << 5
+                 | (unsigned)(w == 0) << 6 | (unsigned)(n == 0) << 7 | (unsigned)(ne == 0) << 8 | (unsigned)(nw == 0) << 9;
     unsigned word = CANDIDATES[key], a1 = 0, a2 = 0;
     int m;
     p->long_slot = long_slot(hashes);
@@ -479,7 +438,7 @@ static inline void near_of(History history, const uint16_t *up2, const uint16_t 
     p->cand[3] = p->nb[word >> 9 & 7];
     p->cand[4] = p->cand[5] = NOT_LABEL;
     p->m0 = m = (int)(word >> 12);
-    int label = recalled(history, p->long_slot);
+    int label = recalled(md, p->long_slot);
     if (label >= 0) {  /* P1: neighbour candidate i gives a1 = i + 1; else appended, 5 */
         while (a1 < 4 && p->cand[a1] != label)
             a1++;
@@ -487,7 +446,7 @@ static inline void near_of(History history, const uint16_t *up2, const uint16_t 
             p->cand[m++] = label;
         a1++;
     }
-    label = recalled(history, p->short_slot);
+    label = recalled(md, p->short_slot);
     if (label >= 0) {  /* P2: candidate i (of up to 5) gives a2 = i + 1; else appended, 6 */
         while (a2 < 5 && p->cand[a2] != label)
             a2++;
@@ -601,55 +560,42 @@ static int decode_escape(Model *md, Decoder *d, const Near *p, int *label, Fault
 
 static int decode_pixels(Model *md, Decoder *d, uint8_t *out, size_t width, size_t height, Fault *fault)
 {
-    /* The coder's state and the tables in locals, whose address never escapes, so the
-       compiler keeps them in registers across the byte stores of the loop; the labels go
-       to `out` a row at a time. decode_escape (rare) works on *d, synced around it. */
-    const History history = history_of(md);
-    Choice *const choice = md->choice;
-    Decoder coder = *d;
-    int status = OK;
-    for (size_t y = 0; y < height && !status; y++) {
+    for (size_t y = 0; y < height; y++) {
         uint16_t *row = row_at(md, width, y), *up = row_at(md, width, y + 2), *up2 = row_at(md, width, y + 1);
         unsigned w = 0, guess = 0;  /* W (label + 1), and the W that `ahead` assumed; at x = 0, W is absent */
         Hashes ahead = hashes_of(up2, up, row, 0, 0);
-        size_t x;
-        for (x = 0; x < width; x++) {
+        for (size_t x = 0; x < width; x++) {
             Near p;
-            int label;
-            near_of(history, up2, up, row, x, w, w == guess ? ahead : hashes_of(up2, up, row, x, w), &p);
+            int label, status = OK;
+            near_of(md, up2, up, row, x, w, w == guess ? ahead : hashes_of(up2, up, row, x, w), &p);
             if (x + 1 < width) {  /* the next pixel's hashes, guessing x repeats its W: off the critical path */
                 guess = w;
                 ahead = hashes_of(up2, up, row, x + 1, guess);
-                PREFETCH(history.entries + long_slot(ahead));
-                PREFETCH(history.entries + short_slot(ahead));
+                PREFETCH(md->history + long_slot(ahead));
+                PREFETCH(md->history + short_slot(ahead));
             }
-            int s = 0;
             if (p.m) {
-                Choice *table = &choice[p.context];
-                status = decode_symbol(&coder, table->f, &table->total, p.m + 1, &s, fault);
+                Choice *table = &md->choice[p.context];
+                int s = 0;
+                status = decode_symbol(d, table->f, &table->total, p.m + 1, &s, fault);
                 label = p.cand[s < MAX_M ? s : 0];
-            }
-            if (!status && s == p.m) {
-                *d = coder;
+                if (!status && s == p.m)
+                    status = decode_escape(md, d, &p, &label, fault);
+            } else {
                 status = decode_escape(md, d, &p, &label, fault);
-                coder = *d;
             }
             if (status) {
                 fault->kind = status;
                 fault->pixel = y * width + x;
-                break;
+                return status;
             }
             w = (unsigned)(label + 1);
             row[x] = (uint16_t)w;
-            remember(history, p.long_slot, label);
-            remember(history, p.short_slot, label);
+            remember(md, p.long_slot, label);
+            remember(md, p.short_slot, label);
+            out[y * width + x] = (uint8_t)label;
         }
-        for (size_t i = 0; i < x; i++)  /* the row's labels, up to a failure */
-            out[y * width + i] = (uint8_t)(row[i] - 1);
     }
-    *d = coder;
-    if (status)
-        return status;
     fault->pixel = width * height;
     if (d->pos != d->n) {
         fault->a = d->pos;
@@ -764,7 +710,6 @@ static void encode_escape(Model *md, Encoder *e, const Near *p, int label)
 
 static int encode_pixels(Model *md, Encoder *e, const uint8_t *labels, size_t width, size_t height, Fault *fault)
 {
-    const History history = history_of(md);
     for (size_t y = 0; y < height; y++) {
         const uint8_t *in = labels + y * width;
         uint16_t *row = row_at(md, width, y), *up = row_at(md, width, y + 2), *up2 = row_at(md, width, y + 1);
@@ -779,9 +724,9 @@ static int encode_pixels(Model *md, Encoder *e, const uint8_t *labels, size_t wi
         for (size_t x = 0; x < width; x++) {
             Near p;
             int v = in[x], s = 0;
-            near_of(history, up2, up, row, x, row[x - 1], hashes_of(up2, up, row, x, row[x - 1]), &p);
-            remember(history, p.long_slot, v);  /* read above; set for the pixels after */
-            remember(history, p.short_slot, v);
+            near_of(md, up2, up, row, x, row[x - 1], hashes_of(up2, up, row, x, row[x - 1]), &p);
+            remember(md, p.long_slot, v);  /* read above; set for the pixels after */
+            remember(md, p.short_slot, v);
             if (p.m) {
                 while (s < p.m && p.cand[s] != v)
                     s++;
@@ -852,9 +797,9 @@ static int check_shape(Py_ssize_t width, Py_ssize_t height, int k, int channels,
 
 PyDoc_STRVAR(encode_doc,
 "encode(labels, width, height, palette, k, channels) -> bytes\n\n"
-"R, the range-coded part of a method-3 label stream (spec section 11.15), without\n"
-"its method byte. labels: width * height uint8 labels in raster order; palette:\n"
-"k * channels uint8 values, entry i at i * channels.");
+"R, the range-coded part of one stripe of a method-3 label stream (spec section\n"
+"11.15), coded as an image of its own. labels: width * height uint8 labels in\n"
+"raster order; palette: k * channels uint8 values, entry i at i * channels.");
 
 static PyObject *encode(PyObject *self, PyObject *args, PyObject *kwargs)
 {
@@ -904,7 +849,7 @@ static PyObject *encode(PyObject *self, PyObject *args, PyObject *kwargs)
 
 PyDoc_STRVAR(decode_doc,
 "decode(data, width, height, palette, k, channels, out) -> None | (kind, pixel, a, b)\n\n"
-"Decodes R (a method-3 label stream without its method byte) into out, a writable\n"
+"Decodes R (one stripe's range-coded part of a method-3 stream) into out, a writable\n"
 "buffer of width * height uint8. Returns None, or the first failure in decoding\n"
 "order: kind is first_byte, value, past_end, left_over, code or rank; pixel is the\n"
 "raster index of the pixel being decoded (width * height for the end checks).");

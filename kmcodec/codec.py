@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import mmap
-import os
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -186,7 +185,7 @@ def decode(data: bytes | bytearray | memoryview, *, max_pixels: "int | None | ob
 # Items per gather chunk: small enough to keep page faults and cache misses
 # local, large enough that per-call overhead vanishes.
 GATHER_CHUNK = 1 << 18
-GATHER_THREADS = min(4, os.cpu_count() or 1)
+GATHER_THREADS = threads.WORKERS
 # From this many label bytes on, decode looks up pairs of bytes: building the
 # 65536-row table costs about 2 ms and saves about 1.2 ns per byte.
 PAIR_MIN_BYTES = 1 << 22

@@ -7,8 +7,6 @@ built, is several times slower on rows of 3 bytes.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from . import threads
@@ -20,7 +18,7 @@ except ImportError:  # built without a compiler: codec uses numpy's take
 
 # Labels per piece of work: large enough that the per-call cost vanishes.
 CHUNK = 1 << 20
-THREADS = min(4, os.cpu_count() or 1)
+THREADS = threads.WORKERS
 
 
 def available() -> bool:

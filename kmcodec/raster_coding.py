@@ -19,8 +19,6 @@ method 3.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from . import raster_ref, threads
@@ -39,7 +37,6 @@ MAX_K = 256
 SINGLE_MAX = 1 << 22
 STRIPE_PIXELS = 1 << 23
 MAX_STRIPES = 255
-WORKERS = min(4, os.cpu_count() or 1)
 
 
 def available() -> bool:
@@ -60,7 +57,7 @@ def stripe_rows(height: int, stripes: int) -> list[tuple[int, int]]:
 
 def each(work, items: list) -> list:
     """work(item) for every item, on threads when there are several (the C module releases the GIL)."""
-    return threads.each(work, items, WORKERS if _raster is not None else 1)
+    return threads.each(work, items, threads.WORKERS if _raster is not None else 1)
 
 
 def encode_labels(labels: np.ndarray, palette: np.ndarray) -> bytes | None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+
+# Threads for a large decode step: one a core, at most 4 (the work comes in a few large pieces).
+WORKERS = min(4, os.cpu_count() or 1)
 
 
 def each(work: Callable[[Item], Result], items: list[Item] | range, threads: int) -> list[Result]:
